@@ -1,0 +1,31 @@
+"""redis-atp: EOxServer ATP's process tracker on Redis, with a worker fleet.
+
+``Tracker`` is the object API; :mod:`redis_atp.tracker` is the seed's module API.
+"""
+
+from .client import EvictionPolicyWarning, StartedTask, TaskType, Tracker
+from .errors import (
+    DuplicateTask,
+    InvalidInput,
+    InvalidTransition,
+    QueueEmpty,
+    QueueException,
+    QueueFull,
+    RedisATPError,
+    StaleTask,
+    TaskNotFound,
+    TaskTypeInUse,
+    TaskTypeNotFound,
+)
+from .status import STATUS2TEXT, TEXT2STATUS, Status
+from .taskstatus import DummyLock, TaskStatus, dbLocker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tracker", "TaskType", "StartedTask", "TaskStatus", "Status", "STATUS2TEXT", "TEXT2STATUS",
+    "DummyLock", "dbLocker", "EvictionPolicyWarning",
+    "RedisATPError", "QueueException", "QueueEmpty", "QueueFull", "TaskNotFound",
+    "TaskTypeNotFound", "DuplicateTask", "InvalidInput", "InvalidTransition", "StaleTask",
+    "TaskTypeInUse",
+]

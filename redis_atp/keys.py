@@ -1,0 +1,146 @@
+"""Every Redis key name is built here and nowhere else.
+
+All keys of namespace ``NS`` start with ``atp:{NS}:``: the braces are a Redis
+Cluster hash tag, so a namespace lives in one slot and every script runs on a
+cluster, and a Redis ACL key pattern ``~atp:{NS}:*`` confines a client to it.
+Key names hold only the namespace, fixed words, integers and fixed-length
+digests, never raw user text.
+
+==============================  ======  ===================================================
+key                             type    contents
+==============================  ======  ===================================================
+``atp:{NS}:seq``                string  last task id handed out (``INCR``; ids are never reused)
+``atp:{NS}:queue``              list    ids of ACCEPTED tasks, oldest first (``RPUSH``/``LPOP``)
+``atp:{NS}:deadlines``          zset    id -> deadline (ms since epoch) of each live task
+                                        whose type has ``timeout > 0``
+``atp:{NS}:wake``               zset    one member, ``wake``: set by enqueue, awaited with
+                                        ``BZPOPMIN`` by blocking dequeuers
+``atp:{NS}:types``              hash    type name -> type number
+``atp:{NS}:typeseq``            string  last type number handed out
+``atp:{NS}:type:<n>``           hash    ``name handler timeout timeret maxrestart`` and the
+                                        counters ``accepted scheduled running paused``
+                                        (tasks now in that status) and ``finished_total
+                                        failed_total`` (transitions ever made into it)
+``atp:{NS}:t:<digest>``         hash    one task (see below); ``<digest>``: 16 characters,
+                                        base64url of the first 96 bits of SHA-1 over the
+                                        length-prefixed type and identifier
+``atp:{NS}:ids:<id // 100>``    hash    task id -> task digest, for the 100 ids of a bucket,
+                                        plus ``pins`` (members without a TTL) and
+                                        ``expires`` (latest member expiry, ms)
+``atp:{NS}:owned:<digest>``     set     ids of the live tasks an owner (``serverID``) holds
+``atp:{NS}:workers``            hash    worker id -> JSON (host, pid, started, current tasks)
+``atp:{NS}:heartbeats``         zset    worker id -> heartbeat expiry (ms since epoch)
+==============================  ======  ===================================================
+
+A task hash holds ``id type ident status input``, its log as ``log:<n>`` fields
+(``"<unix time> <status code> <message>"``, ``nlog`` = records appended, absent
+while there is one), and, once dequeued, ``owner odig run restarts``, plus
+``response response_type mime`` once a response is stored. A finished task's
+hash carries the retention TTL; its id bucket lives as long as its longest-lived
+member (pinned while any member is live or kept forever).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+
+from .errors import InvalidInput
+
+__all__ = ["Keys", "IDS_PER_BUCKET", "check_text"]
+
+#: Task ids per id-bucket hash (``atp:{NS}:ids:<id // 100>``); the Lua prelude gets it too.
+IDS_PER_BUCKET = 100
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+#: Longest type name, identifier or server id, in UTF-8 bytes.
+MAX_TEXT_BYTES = 4096
+
+
+def check_text(what: str, value: object) -> bytes:
+    """Validate a type name, identifier or server id and return its UTF-8 bytes.
+
+    Raises:
+        InvalidInput: not a non-empty ``str``, not encodable, or longer than 4096 bytes.
+    """
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{what} must be a non-empty str, not {value!r:.80}")
+    try:
+        raw = value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{what} is not valid Unicode text: {exc}") from None
+    if len(raw) > MAX_TEXT_BYTES:
+        raise InvalidInput(f"{what} is {len(raw)} bytes long; the limit is {MAX_TEXT_BYTES}")
+    return raw
+
+
+def _digest(*parts: bytes) -> str:
+    h = hashlib.sha1()
+    for part in parts:
+        h.update(b"%d:" % len(part))
+        h.update(part)
+    return base64.urlsafe_b64encode(h.digest()[:12]).decode("ascii")
+
+
+class Keys:
+    """The key names of one namespace (the layout table is this module's docstring)."""
+
+    __slots__ = (
+        "namespace", "prefix", "seq", "queue", "deadlines", "wake", "types", "typeseq",
+        "workers", "heartbeats", "task_prefix", "ids_prefix", "type_prefix", "owned_prefix",
+    )
+
+    def __init__(self, namespace: str) -> None:
+        if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
+            raise InvalidInput(
+                f"namespace must be 1-64 characters of A-Z a-z 0-9 _ . - , not {namespace!r:.80}"
+            )
+        self.namespace = namespace
+        self.prefix = p = f"atp:{{{namespace}}}:"
+        self.seq = p + "seq"
+        self.queue = p + "queue"
+        self.deadlines = p + "deadlines"
+        self.wake = p + "wake"
+        self.types = p + "types"
+        self.typeseq = p + "typeseq"
+        self.workers = p + "workers"
+        self.heartbeats = p + "heartbeats"
+        self.task_prefix = p + "t:"
+        self.ids_prefix = p + "ids:"
+        self.type_prefix = p + "type:"
+        self.owned_prefix = p + "owned:"
+
+    @staticmethod
+    def task_digest(type_name: bytes, identifier: bytes) -> str:
+        """The fixed-length digest naming the task ``(type, identifier)``."""
+        return _digest(type_name, identifier)
+
+    @staticmethod
+    def owner_digest(owner: bytes) -> str:
+        """The fixed-length digest naming an owner's (``serverID``'s) set of tasks."""
+        return _digest(owner)
+
+    def task(self, digest: str) -> str:
+        """The task hash named by ``digest`` (see :meth:`task_digest`)."""
+        return self.task_prefix + digest
+
+    def ids_bucket(self, task_id: int) -> str:
+        """The id-bucket hash that maps ``task_id`` to its task digest."""
+        return f"{self.ids_prefix}{task_id // IDS_PER_BUCKET}"
+
+    def type(self, number: int | str) -> str:
+        """The hash of the task type with this type number."""
+        return f"{self.type_prefix}{number}"
+
+    def owned(self, owner_digest: str) -> str:
+        """The set of live task ids held by the owner with this digest."""
+        return self.owned_prefix + owner_digest
+
+    def script_keys(self) -> list[str]:
+        """``KEYS[1..5]`` of every script (see ``lua/_prelude.lua``)."""
+        return [self.types, self.queue, self.deadlines, self.wake, self.seq]
+
+    def script_prefixes(self) -> list[str]:
+        """``ARGV[1..4]`` of every script: the prefixes Lua appends ids and digests to."""
+        return [self.task_prefix, self.ids_prefix, self.type_prefix, self.owned_prefix]

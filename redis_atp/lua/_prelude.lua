@@ -1,0 +1,183 @@
+-- _prelude.lua: helpers shared by every script, prepended when the scripts load,
+-- after the constants scripts.py generates from Python (status codes S_*,
+-- refusal codes E_*, IDS_PER_BUCKET), so each code has one definition.
+--
+-- Calling convention of every script (keys.py builds the names):
+--   KEYS[1] types hash   KEYS[2] queue list   KEYS[3] deadlines zset
+--   KEYS[4] wake zset    KEYS[5] seq counter
+--   ARGV[1] task key prefix      ARGV[2] id-bucket key prefix
+--   ARGV[3] type key prefix      ARGV[4] owned-set key prefix
+--   ARGV[5] log record cap       the script's own arguments: arg(1), arg(2), ...
+-- Keys of one task, type, bucket or owner are built here from those prefixes;
+-- all of them share the namespace's hash tag, so they live in the same slot.
+
+local K_TYPES, K_QUEUE, K_DEADLINES, K_WAKE, K_SEQ = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local P_TASK, P_IDS, P_TYPE, P_OWNED = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local LOG_CAP = tonumber(ARGV[5])
+local function arg(i) return ARGV[5 + i] end
+
+local COUNTER = {[S_ACCEPTED] = 'accepted', [S_SCHEDULED] = 'scheduled', [S_RUNNING] = 'running',
+                 [S_PAUSED] = 'paused', [S_FINISHED] = 'finished_total', [S_FAILED] = 'failed_total'}
+
+local function istr(n) return string.format('%d', n) end
+local function is_live(s) return s == S_SCHEDULED or s == S_RUNNING or s == S_PAUSED end
+local function is_terminal(s) return s == S_FINISHED or s == S_FAILED end
+
+-- Milliseconds since the epoch, from the Redis clock (one clock for every host).
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function log_record(now, code, msg)
+  return string.format('%d.%03d %d %s', math.floor(now / 1000), now % 1000, code, msg)
+end
+
+local function bucket_key(id) return P_IDS .. istr(math.floor(id / IDS_PER_BUCKET)) end
+
+-- The type named `name`: its key and settings, or nil when it is not registered.
+local function load_type(name)
+  local n = redis.call('HGET', K_TYPES, name)
+  if not n then return nil end
+  local key = P_TYPE .. n
+  local v = redis.call('HMGET', key, 'handler', 'timeout', 'timeret', 'maxrestart')
+  return {name = name, key = key, handler = v[1], timeout = tonumber(v[2]) or 0,
+          timeret = tonumber(v[3]) or -1, maxrestart = tonumber(v[4]) or 0}
+end
+
+-- A task's type; a task outlives its type only if someone deleted keys by hand.
+local ORPHAN = {timeout = 0, timeret = -1, maxrestart = 0, handler = ''}
+local function type_of(t) return load_type(t.type) or ORPHAN end
+
+-- The task stored under `key` if it is task `id`, else nil.
+local function load_task_at(id, key)
+  local v = redis.call('HMGET', key, 'id', 'type', 'ident', 'status', 'run', 'odig', 'restarts')
+  if v[1] ~= istr(id) then return nil end
+  return {id = tonumber(id), key = key, type = v[2], ident = v[3], status = tonumber(v[4]),
+          run = tonumber(v[5] or '0'), odig = v[6], restarts = tonumber(v[7] or '0')}
+end
+
+-- Task `id` (a number or a decimal string), or nil when it does not exist.
+local function load_task(id)
+  local digest = redis.call('HGET', bucket_key(id), istr(id))
+  if not digest then return nil end
+  return load_task_at(id, P_TASK .. digest)
+end
+
+-- nil when the caller may act on task `t`, else the refusal to return.
+-- token '' is the operator's unfenced path; a run's token must match the task's
+-- current run while the task is live (SCHEDULED, RUNNING, PAUSED).
+local function fence(t, token)
+  if token ~= '' and (tonumber(token) ~= t.run or not is_live(t.status)) then
+    return {E_STALE, t.run, t.status}
+  end
+  return nil
+end
+
+-- Task `id` leaves the queue other than by dequeue (cancel, delete, move to tail);
+-- the wake marker exists only while the queue holds work.
+local function unqueue(id)
+  redis.call('LREM', K_QUEUE, 1, id)
+  if redis.call('LLEN', K_QUEUE) == 0 then redis.call('DEL', K_WAKE) end
+end
+
+-- Id buckets: a bucket stays while any member is pinned (live or kept forever),
+-- then lives until `expires`, the latest expiry of its members.
+local function settle_bucket(b)
+  local e = redis.call('HGET', b, 'expires')
+  local members = redis.call('HLEN', b) - 1 - (e and 1 or 0)
+  if members <= 0 then redis.call('DEL', b) elseif e then redis.call('PEXPIREAT', b, e) end
+end
+
+local function update_bucket(id, pin_delta, expire_at)
+  local b = bucket_key(id)
+  if expire_at and expire_at > tonumber(redis.call('HGET', b, 'expires') or '0') then
+    redis.call('HSET', b, 'expires', istr(expire_at))
+  end
+  local pins
+  if pin_delta ~= 0 then pins = redis.call('HINCRBY', b, 'pins', pin_delta)
+  else pins = tonumber(redis.call('HGET', b, 'pins') or '0') end
+  if pins > 0 then
+    if pin_delta > 0 then redis.call('PERSIST', b) end
+  else
+    settle_bucket(b)
+  end
+end
+
+-- Moves task `t` (of type `ty`) to status `new`, keeping every index in step:
+-- queue, deadlines, owner's set, per-type counters, retention TTLs and the log.
+-- t.popped: the id already left the queue (dequeue popped it).
+local function set_status(t, ty, new, now, msg)
+  local old, id = t.status, istr(t.id)
+  if old == S_ACCEPTED and not t.popped then unqueue(id) end
+  if new == S_ACCEPTED then
+    redis.call('RPUSH', K_QUEUE, id)
+    redis.call('ZADD', K_WAKE, 0, 'wake')
+  end
+  if is_live(new) and ty.timeout > 0 then
+    redis.call('ZADD', K_DEADLINES, now + math.floor(ty.timeout * 1000), id)
+  elseif is_live(old) then
+    redis.call('ZREM', K_DEADLINES, id)
+  end
+  if is_live(old) and not is_live(new) and t.odig then
+    redis.call('SREM', P_OWNED .. t.odig, id)
+    redis.call('HDEL', t.key, 'odig')
+  end
+  if is_terminal(new) then
+    local was_pinned = not is_terminal(old) or redis.call('PTTL', t.key) == -1
+    if ty.timeret > 0 then
+      local ttl = math.floor(ty.timeret * 1000)
+      redis.call('PEXPIRE', t.key, ttl)
+      update_bucket(t.id, was_pinned and -1 or 0, now + ttl)
+    elseif not was_pinned then
+      redis.call('PERSIST', t.key)
+      update_bucket(t.id, 1, nil)
+    end
+  elseif is_terminal(old) and redis.call('PTTL', t.key) ~= -1 then
+    redis.call('PERSIST', t.key)
+    update_bucket(t.id, 1, nil)
+  end
+  if ty.key and old ~= new then
+    if not is_terminal(old) then redis.call('HINCRBY', ty.key, COUNTER[old], -1) end
+    redis.call('HINCRBY', ty.key, COUNTER[new], 1)
+  elseif ty.key and is_terminal(new) then
+    redis.call('HINCRBY', ty.key, COUNTER[new], 1)
+  end
+  local n = tonumber(redis.call('HGET', t.key, 'nlog') or '1') + 1
+  redis.call('HSET', t.key, 'status', new, 'nlog', n, 'log:' .. n, log_record(now, new, msg))
+  if n > LOG_CAP then redis.call('HDEL', t.key, 'log:' .. (n - LOG_CAP)) end
+  t.status = new
+end
+
+-- Removes every trace of task `t`: its hash, queue entry, deadline, ownership,
+-- live counter and id-bucket entry.
+local function forget(t)
+  local id = istr(t.id)
+  if t.status == S_ACCEPTED then unqueue(id) end
+  if is_live(t.status) then
+    redis.call('ZREM', K_DEADLINES, id)
+    if t.odig then redis.call('SREM', P_OWNED .. t.odig, id) end
+  end
+  local ty = type_of(t)
+  if ty.key and not is_terminal(t.status) then redis.call('HINCRBY', ty.key, COUNTER[t.status], -1) end
+  local pinned = not is_terminal(t.status) or redis.call('PTTL', t.key) == -1
+  redis.call('DEL', t.key)
+  redis.call('HDEL', bucket_key(t.id), id)
+  update_bucket(t.id, pinned and -1 or 0, nil)
+end
+
+-- A live task whose run is gone (timed out, or its worker died): back to the
+-- queue while it has restarts left, else FAILED. Returns the new status.
+local function recover(t, ty, now, msg, why)
+  if msg == '' then msg = why end
+  if t.restarts < ty.maxrestart then
+    t.restarts = t.restarts + 1
+    redis.call('HSET', t.key, 'restarts', t.restarts)
+    set_status(t, ty, S_ACCEPTED, now,
+      string.format('%s; re-enqueued (restart %d of %d)', msg, t.restarts, ty.maxrestart))
+  else
+    set_status(t, ty, S_FAILED, now,
+      string.format('%s; restart limit reached (%d restarts)', msg, ty.maxrestart))
+  end
+  return t.status
+end

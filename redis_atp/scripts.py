@@ -1,0 +1,112 @@
+"""Loads ``lua/*.lua`` and runs them with EVALSHA, recovering from NOSCRIPT.
+
+Each script is sent as: constants generated from Python (``S_<STATUS>`` from
+:class:`~redis_atp.Status`, ``E_<CODE>`` from :class:`~redis_atp.errors.Code`,
+``IDS_PER_BUCKET``), then ``_prelude.lua``, then the script itself. A server
+that lost its script cache (``SCRIPT FLUSH``, restart, failover) answers
+NOSCRIPT; the script is loaded again and the call repeated, which is safe
+because a NOSCRIPT call did nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from importlib.resources import files
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from .errors import Code
+from .keys import IDS_PER_BUCKET, Keys
+from .status import Status
+
+__all__ = ["Script", "ScriptRunner", "SCRIPT_NAMES"]
+
+SCRIPT_NAMES = (
+    "register_type", "unregister_type", "enqueue", "dequeue", "start", "progress", "finish",
+    "set_response", "reenqueue", "delete", "reap_zombies", "retire", "read_task",
+)
+
+
+def _constants() -> str:
+    lines = [f"local S_{s.name} = {s.value}" for s in Status]
+    lines += [f"local E_{c.name} = {c.value}" for c in Code]
+    lines.append(f"local IDS_PER_BUCKET = {IDS_PER_BUCKET}")
+    return "\n".join(lines) + "\n"
+
+
+def _read(name: str) -> str:
+    return (files(__package__) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
+class Script:
+    """One Lua script, ready to send: its full source and SHA-1."""
+
+    __slots__ = ("name", "source", "sha")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.source = _constants() + _read("_prelude") + "\n" + _read(name)
+        self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
+
+
+@cache
+def script(name: str) -> Script:
+    """The script ``lua/<name>.lua`` (built once per process)."""
+    return Script(name)
+
+
+class ScriptRunner:
+    """Runs scripts for one namespace on one redis-py client (or pipeline)."""
+
+    __slots__ = ("client", "_head", "_nkeys")
+
+    def __init__(self, client: Any, keys: Keys, log_cap: int) -> None:
+        self.client = client
+        fixed_keys = keys.script_keys()
+        self._nkeys = len(fixed_keys)
+        self._head = [*fixed_keys, *keys.script_prefixes(), str(log_cap)]
+
+    def _argv(self, name: str, args: tuple[Any, ...], extra_keys: tuple[str, ...]) -> tuple[Any, ...]:
+        head, n = self._head, self._nkeys
+        if extra_keys:
+            return (script(name).sha, n + len(extra_keys), *head[:n], *extra_keys, *head[n:], *args)
+        return (script(name).sha, n, *head, *args)
+
+    def __call__(self, name: str, *args: Any, extra_keys: tuple[str, ...] = ()) -> Any:
+        """Run script ``name`` with the common KEYS/ARGV head, then ``extra_keys`` and ``args``."""
+        call = self._argv(name, args, extra_keys)
+        try:
+            return self.client.execute_command("EVALSHA", *call)
+        except NoScriptError:
+            self.client.script_load(script(name).source)
+            return self.client.execute_command("EVALSHA", *call)
+
+    def many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """Run ``(name, args)`` script calls in one pipeline; returns their replies in order.
+
+        Calls answered NOSCRIPT did nothing: their scripts are loaded and only those
+        calls are sent again. Any other error is raised after every call has run.
+        """
+        replies: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        while pending:
+            pipe = self.client.pipeline(transaction=False)
+            for i in pending:
+                name, args = calls[i]
+                pipe.execute_command("EVALSHA", *self._argv(name, args, ()))
+            retry = []
+            for i, reply in zip(pending, pipe.execute(raise_on_error=False)):
+                if isinstance(reply, NoScriptError):
+                    retry.append(i)
+                else:
+                    replies[i] = reply
+            for name in {calls[i][0] for i in retry}:
+                self.client.script_load(script(name).source)
+            pending = retry
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies

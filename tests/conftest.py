@@ -1,0 +1,103 @@
+"""Fixtures: a real Redis first (a throwaway redis-server for the session, or
+REDIS_ATP_TEST_URL), fakeredis as a second backend, a random namespace per test.
+
+With CI=true a missing real Redis fails the run; locally it skips those tests.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from redis_atp import Tracker
+
+from .redisserver import RedisServer
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"real Redis is required in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a real Redis server for this test session."""
+    url = os.environ.get("REDIS_ATP_TEST_URL")
+    if url:
+        try:
+            redis.Redis.from_url(url).ping()
+        except redis.RedisError as exc:
+            _unavailable(f"REDIS_ATP_TEST_URL={url} is unreachable: {exc}")
+        yield url
+        return
+    server = RedisServer()
+    try:
+        server.start()
+    except (OSError, RuntimeError) as exc:
+        _unavailable(f"cannot start redis-server: {exc}")
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Any:
+    import fakeredis
+
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+def namespace() -> str:
+    return "test-" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def real_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(params=["redis", "fakeredis"])
+def client(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A client on each backend: the real server, then fakeredis."""
+    if request.param == "redis":
+        yield request.getfixturevalue("real_client")
+    else:
+        import fakeredis
+
+        yield fakeredis.FakeRedis(server=request.getfixturevalue("fake_server"))
+
+
+def namespace_keys(client: Any, namespace: str) -> list[bytes]:
+    """Every key of a namespace (SCAN: fine in tests, never in the library)."""
+    return sorted(client.scan_iter(match=f"atp:{{{namespace}}}:*", count=1000))
+
+
+@pytest.fixture
+def tracker(client: Any, namespace: str) -> Iterator[Tracker]:
+    t = Tracker(client, namespace)
+    yield t
+    keys = namespace_keys(client, namespace)
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture
+def real_tracker(real_client: redis.Redis, namespace: str) -> Iterator[Tracker]:
+    """A tracker on the real server only (processes, blocking, server-side stats)."""
+    t = Tracker(real_client, namespace)
+    yield t
+    keys = namespace_keys(real_client, namespace)
+    if keys:
+        real_client.delete(*keys)
