@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Union
+from typing import Any
 
 import redis
 
@@ -28,7 +28,7 @@ __all__ = ["Tracker", "TaskType", "StartedTask", "EvictionPolicyWarning", "LogRe
 
 #: ``(time, (code, name), message)``, as ``getTaskLog`` returns them.
 LogRecord = tuple[datetime, tuple[Status, str], str]
-Handler = Union[str, Callable[..., Any]]
+Handler = str | Callable[..., Any]
 
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 #: Tasks handled per script call by the batched housekeeping scripts.
@@ -161,7 +161,7 @@ class Tracker:
         max_response_bytes: int = 16 << 20,
         max_log_records: int = 100,
     ) -> None:
-        kwargs = getattr(redis_client, "get_connection_kwargs", dict)()
+        kwargs: dict[str, Any] = getattr(redis_client, "get_connection_kwargs", dict)()
         if kwargs.get("decode_responses"):
             raise InvalidInput("redis-atp needs a client with decode_responses=False (inputs are binary)")
         for name, value in (("max_input_bytes", max_input_bytes), ("max_response_bytes", max_response_bytes),
@@ -417,7 +417,8 @@ class Tracker:
             RUNNING or PAUSED.
         """
         tid = _task_id(task_id)
-        t, ident, handler, raw = self._checked_call(f"task {tid}", "start", tid, _token(token), _message(message))
+        t, ident, handler, raw = self._checked_call(
+            f"task {tid}", "start", tid, _token(token), _message(message))
         return (_text(t), _text(ident), _text(handler), unpack_input(raw))
 
     def _finish(self, task_id: int, status: Status, message: str, token: int | None,
@@ -566,7 +567,8 @@ class Tracker:
         while True:
             reply = self._call("reap_zombies", _REAP_BATCH, msg)
             for i in range(0, len(reply), 4):
-                acted.append((int(reply[i]), _text(reply[i + 1]), _text(reply[i + 2]), Status(int(reply[i + 3]))))
+                tid, kind, ident, status = reply[i:i + 4]
+                acted.append((int(tid), _text(kind), _text(ident), Status(int(status))))
             if len(reply) < _REAP_BATCH * 4:
                 return acted
 

@@ -105,8 +105,8 @@ class Code(IntEnum):
 
 def _status_name(raw: object) -> str:
     try:
-        return Status(int(raw)).name  # type: ignore[call-overload]
-    except (TypeError, ValueError):
+        return Status(int(str(raw))).name
+    except ValueError:
         return "UNKNOWN"
 
 
@@ -128,7 +128,7 @@ def error_for_code(code: int, subject: str, details: list[object] | None = None)
         run, status = (d + [None, None])[:2]
         return StaleTask(
             f"{subject}: this run no longer owns the task "
-            f"(the task is at run {int(run or 0)}, status {_status_name(status)})"
+            f"(the task is at run {run}, status {_status_name(status)})"
         )
     if c is Code.INVALID_TRANSITION:
         status = d[0] if d else None

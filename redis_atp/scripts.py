@@ -11,9 +11,9 @@ because a NOSCRIPT call did nothing.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from functools import cache
 from importlib.resources import files
-from collections.abc import Sequence
 from typing import Any
 
 from redis.exceptions import NoScriptError
@@ -98,7 +98,7 @@ class ScriptRunner:
                 name, args = calls[i]
                 pipe.execute_command("EVALSHA", *self._argv(name, args, ()))
             retry = []
-            for i, reply in zip(pending, pipe.execute(raise_on_error=False)):
+            for i, reply in zip(pending, pipe.execute(raise_on_error=False), strict=True):
                 if isinstance(reply, NoScriptError):
                     retry.append(i)
                 else:

@@ -38,7 +38,7 @@ class DummyLock:
         """Do nothing."""
 
 
-def dbLocker(dbLock: Lock | None, func: Callable[..., T], *prm: Any, **kprm: Any) -> T:  # noqa: N802
+def dbLocker(dbLock: Lock | None, func: Callable[..., T], *prm: Any, **kprm: Any) -> T:  # noqa: N802, N803
     """Call ``func(*prm, **kprm)`` between ``dbLock.acquire()`` and ``dbLock.release()``;
     returns what ``func`` returns (seed function)."""
     lock = dbLock if dbLock is not None else DummyLock()

@@ -29,8 +29,10 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- A log record: '<unix time with ms> <status code> <message>'. User text is
+-- concatenated, never passed to string.format('%s'), which stops at a NUL byte.
 local function log_record(now, code, msg)
-  return string.format('%d.%03d %d %s', math.floor(now / 1000), now % 1000, code, msg)
+  return string.format('%d.%03d %d ', math.floor(now / 1000), now % 1000, code) .. msg
 end
 
 local function bucket_key(id) return P_IDS .. istr(math.floor(id / IDS_PER_BUCKET)) end
@@ -174,10 +176,10 @@ local function recover(t, ty, now, msg, why)
     t.restarts = t.restarts + 1
     redis.call('HSET', t.key, 'restarts', t.restarts)
     set_status(t, ty, S_ACCEPTED, now,
-      string.format('%s; re-enqueued (restart %d of %d)', msg, t.restarts, ty.maxrestart))
+      msg .. string.format('; re-enqueued (restart %d of %d)', t.restarts, ty.maxrestart))
   else
     set_status(t, ty, S_FAILED, now,
-      string.format('%s; restart limit reached (%d restarts)', msg, ty.maxrestart))
+      msg .. string.format('; restart limit reached (%d restarts)', ty.maxrestart))
   end
   return t.status
 end

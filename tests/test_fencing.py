@@ -1,0 +1,80 @@
+"""SPEC §5: a run that lost its task cannot change it any more (StaleTask), and
+the task's new run is left untouched."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from redis_atp import StaleTask, Status, Tracker
+
+HANDLER = "redis_atp.tracker.dummyHandler"
+
+
+def _lose_to_zombie_recovery(tracker: Tracker) -> tuple[int, object]:
+    tracker.register_task_type("t", HANDLER, timeout=0.1, maxrestart=3)
+    tid = tracker.enqueue_task("t", "x", 1)
+    [old] = tracker.claim("w1")
+    tracker.start_task(tid, token=old.token)
+    time.sleep(0.2)
+    assert tracker.reenqueue_zombie_tasks() == [(tid, "t::x")]
+    return tid, old
+
+
+def test_stale_run_is_refused_while_task_is_queued_again(tracker: Tracker) -> None:
+    tid, old = _lose_to_zombie_recovery(tracker)
+    for call in (old.setSuccess, old.setFailure, old.setPaused, old.setRunning):  # type: ignore[attr-defined]
+        with pytest.raises(StaleTask, match="no longer owns"):
+            call("late")
+    with pytest.raises(StaleTask):
+        old.storeResponse("late")  # type: ignore[attr-defined]
+    assert tracker.get_task_status(tid) == (Status.ACCEPTED, "ACCEPTED")
+    assert tracker.get_task_response("t", "x") == (None, None)
+
+
+def test_stale_run_cannot_touch_the_new_run(tracker: Tracker) -> None:
+    tid, old = _lose_to_zombie_recovery(tracker)
+    tracker.register_task_type("t", HANDLER, timeout=60, maxrestart=3)
+    [new] = tracker.claim("w2")
+    assert new.token == old.token + 1  # type: ignore[attr-defined]
+    tracker.start_task(tid, token=new.token)
+    new.setPaused("step 1")
+    before = tracker.describe_task(tid)
+    with pytest.raises(StaleTask):
+        old.setSuccess("late")  # type: ignore[attr-defined]
+    with pytest.raises(StaleTask):
+        tracker.start_task(tid, token=old.token)  # type: ignore[attr-defined]
+    with pytest.raises(StaleTask):
+        tracker.reenqueue_task(tid, token=old.token)  # type: ignore[attr-defined]
+    assert tracker.describe_task(tid) == before
+    new.setSuccess("done")
+    assert tracker.get_task_status(tid) == (Status.FINISHED, "FINISHED")
+
+
+def test_run_ends_with_its_terminal_status(tracker: Tracker) -> None:
+    tracker.register_task_type("t", HANDLER)
+    tid = tracker.enqueue_task("t", "x", 1)
+    [run] = tracker.claim("w1")
+    run.setSuccess("ok")
+    with pytest.raises(StaleTask):
+        run.setFailure("second thoughts")
+    # the worker's closing call is a no-op for the run that finished it
+    assert tracker.stop_task_success_if_not_finished(tid, token=run.token) is False
+    assert tracker.get_task_status(tid) == (Status.FINISHED, "FINISHED")
+
+
+def test_operator_path_stays_unfenced(tracker: Tracker) -> None:
+    tid, old = _lose_to_zombie_recovery(tracker)
+    tracker.stop_task_failure(tid, "operator cancels")
+    assert tracker.get_task_status(tid) == (Status.FAILED, "FAILED")
+
+
+def test_operator_requeue_fences_out_the_running_worker(tracker: Tracker) -> None:
+    tracker.register_task_type("t", HANDLER)
+    tid = tracker.enqueue_task("t", "x", 1)
+    [run] = tracker.claim("w1")
+    tracker.reenqueue_task(tid, "operator moves it")
+    with pytest.raises(StaleTask):
+        run.setRunning("still here")
+    assert tracker.get_task_status(tid) == (Status.ACCEPTED, "ACCEPTED")
