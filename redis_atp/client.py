@@ -580,12 +580,18 @@ class Tracker:
         removed: list[tuple[int, str]] = []
         bucket = 0
         while True:
-            reply = self._call("retire", bucket, _BUCKETS_PER_STEP)
-            for i in range(1, len(reply), 3):
-                removed.append((int(reply[i]), f"{_text(reply[i + 1])}::{_text(reply[i + 2])}"))
-            bucket = int(reply[0])
+            bucket, step = self.retire_step(bucket, _BUCKETS_PER_STEP)
+            removed += step
             if not bucket:
                 return removed
+
+    def retire_step(self, first_bucket: int, buckets: int) -> tuple[int, list[tuple[int, str]]]:
+        """One step of :meth:`delete_retired_tasks` over ``buckets`` id buckets from
+        ``first_bucket``; returns the next bucket (0 after the last) and what it removed."""
+        reply = self._call("retire", first_bucket, buckets)
+        removed = [(int(reply[i]), f"{_text(reply[i + 1])}::{_text(reply[i + 2])}")
+                   for i in range(1, len(reply), 3)]
+        return int(reply[0]), removed
 
     # ------------------------------------------------------------------ inspection
     def count_overdue(self) -> int:

@@ -28,8 +28,13 @@ key                             type    contents
                                         plus ``pins`` (members without a TTL) and
                                         ``expires`` (latest member expiry, ms)
 ``atp:{NS}:owned:<digest>``     set     ids of the live tasks an owner (``serverID``) holds
-``atp:{NS}:workers``            hash    worker id -> JSON (host, pid, started, current tasks)
-``atp:{NS}:heartbeats``         zset    worker id -> heartbeat expiry (ms since epoch)
+``atp:{NS}:workers``            hash    worker id -> JSON ``{"digest": d, "slots": [owner digests]}``:
+                                        the registry the reaper walks
+``atp:{NS}:worker:<digest>``    hash    a live worker process: ``id host pid supervisor started
+                                        beat threads slots``; its TTL is the heartbeat (the
+                                        supervisor renews it; expired = host lost)
+``atp:{NS}:housekeeping``       string  lock (``SET NX PX``) so one worker per interval sweeps
+``atp:{NS}:retire_cursor``      string  next id bucket the workers' retention sweep visits
 ==============================  ======  ===================================================
 
 A task hash holds ``id type ident status input``, its log as ``log:<n>`` fields
@@ -88,7 +93,8 @@ class Keys:
 
     __slots__ = (
         "namespace", "prefix", "seq", "queue", "deadlines", "wake", "types", "typeseq",
-        "workers", "heartbeats", "task_prefix", "ids_prefix", "type_prefix", "owned_prefix",
+        "workers", "housekeeping", "retire_cursor", "task_prefix", "ids_prefix", "type_prefix",
+        "owned_prefix", "worker_prefix",
     )
 
     def __init__(self, namespace: str) -> None:
@@ -105,11 +111,13 @@ class Keys:
         self.types = p + "types"
         self.typeseq = p + "typeseq"
         self.workers = p + "workers"
-        self.heartbeats = p + "heartbeats"
+        self.housekeeping = p + "housekeeping"
+        self.retire_cursor = p + "retire_cursor"
         self.task_prefix = p + "t:"
         self.ids_prefix = p + "ids:"
         self.type_prefix = p + "type:"
         self.owned_prefix = p + "owned:"
+        self.worker_prefix = p + "worker:"
 
     @staticmethod
     def task_digest(type_name: bytes, identifier: bytes) -> str:
@@ -136,6 +144,10 @@ class Keys:
     def owned(self, owner_digest: str) -> str:
         """The set of live task ids held by the owner with this digest."""
         return self.owned_prefix + owner_digest
+
+    def worker(self, worker_digest: str) -> str:
+        """The heartbeat hash of the worker process with this digest (see :meth:`owner_digest`)."""
+        return self.worker_prefix + worker_digest
 
     def script_keys(self) -> list[str]:
         """``KEYS[1..5]`` of every script (see ``lua/_prelude.lua``)."""

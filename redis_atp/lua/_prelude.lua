@@ -183,3 +183,30 @@ local function recover(t, ty, now, msg, why)
   end
   return t.status
 end
+
+-- Each live task held by owner `odig` and not in `keep` (a set of id strings)
+-- goes through `act(t, ty)`; the owner's set keeps only the ids in `keep`.
+-- Returns {id, type, identifier, new status, ...} of the tasks acted on.
+local function for_owned(odig, keep, act)
+  local owned, out, types = P_OWNED .. odig, {}, {}
+  for _, id in ipairs(redis.call('SMEMBERS', owned)) do
+    if not keep[id] then
+      local t = load_task(id)
+      if t and is_live(t.status) and t.odig == odig then
+        local ty = types[t.type]
+        if ty == nil then
+          ty = type_of(t)
+          types[t.type] = ty
+        end
+        act(t, ty)
+        out[#out + 1] = t.id
+        out[#out + 1] = t.type
+        out[#out + 1] = t.ident
+        out[#out + 1] = t.status
+      else
+        redis.call('SREM', owned, id)
+      end
+    end
+  end
+  return out
+end

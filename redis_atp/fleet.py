@@ -1,0 +1,142 @@
+"""The worker registry of a namespace: registration, heartbeats, and recovering the
+tasks of workers that died or lost their connection's replies.
+
+A worker process registers in the ``workers`` hash and keeps a heartbeat hash
+``worker:<digest>`` whose TTL its supervisor renews; each of its threads is an
+owner (``<worker id>/<n>``) with its own set of live tasks. See :mod:`redis_atp.keys`.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .client import Tracker
+from .keys import Keys
+from .status import Status
+
+__all__ = ["Fleet", "WorkerInfo", "Recovered"]
+
+#: ``(task id, type, identifier, new status)`` of a task a recovery acted on.
+Recovered = tuple[int, str, str, Status]
+#: Id buckets the housekeeping round's retention sweep visits per round.
+RETIRE_BUCKETS_PER_ROUND = 20
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A live worker process, as ``redis-atp info`` shows it."""
+
+    id: str
+    host: str
+    pid: int
+    threads: int
+    started: float
+    beat: float
+    ttl_ms: int
+    tasks: list[int]
+
+
+def _recovered(reply: Sequence[Any]) -> list[Recovered]:
+    return [(int(reply[i]), reply[i + 1].decode(), reply[i + 2].decode(), Status(int(reply[i + 3])))
+            for i in range(0, len(reply), 4)]
+
+
+def slot_ids(worker_id: str, threads: int) -> list[str]:
+    """The owner ids of a worker's threads: ``<worker id>/<n>``."""
+    return [f"{worker_id}/{n}" for n in range(threads)]
+
+
+class Fleet:
+    """The worker registry of ``tracker``'s namespace; ``grace``: heartbeat TTL in seconds."""
+
+    def __init__(self, tracker: Tracker, grace: float = 10.0) -> None:
+        self.tracker = tracker
+        self.keys = tracker.keys
+        self.client = tracker.client
+        self.grace_ms = int(grace * 1000)
+
+    def beat(self, workers: Iterable[tuple[str, int, int]], supervisor: int = 0) -> None:
+        """Register worker processes ``(worker id, pid, threads)`` or renew their heartbeats,
+        in one round trip. A worker the reaper already dropped is registered again; the
+        runs it lost stay fenced out."""
+        now = f"{time.time():.3f}"
+        host = socket.gethostname()
+        pipe = self.client.pipeline(transaction=True)
+        for worker_id, pid, threads in workers:
+            digest = Keys.owner_digest(worker_id.encode())
+            slots = [Keys.owner_digest(s.encode()) for s in slot_ids(worker_id, threads)]
+            key = self.keys.worker(digest)
+            pipe.hset(self.keys.workers, worker_id, json.dumps({"digest": digest, "slots": slots}))
+            pipe.hsetnx(key, "started", now)
+            pipe.hset(key, mapping={"id": worker_id, "host": host, "pid": pid, "supervisor": supervisor,
+                                    "threads": threads, "beat": now})
+            pipe.pexpire(key, self.grace_ms)
+        pipe.execute()
+
+    def deregister(self, worker_id: str) -> None:
+        """Remove a worker that exited cleanly (after its tasks were released or reaped)."""
+        digest = Keys.owner_digest(worker_id.encode())
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(self.keys.workers, worker_id)
+        pipe.delete(self.keys.worker(digest))
+        pipe.execute()
+
+    def reap(self, worker_id: str | None = None, message: str = "", restart: bool = True) -> list[Recovered]:
+        """Recover the tasks of ``worker_id`` now (its process exited), or, with ``None``,
+        of every worker whose heartbeat expired, and drop those workers from the
+        registry (script ``reap_workers``). With ``restart`` each recovery counts
+        against the task's ``maxrestart``; without, the tasks just go back (an
+        orderly shutdown)."""
+        reply = self.tracker._call("reap_workers", self.keys.worker_prefix, worker_id or "", message,
+                                   "1" if restart else "0", extra_keys=(self.keys.workers,))
+        return _recovered(reply)
+
+    def release(self, owner: str, keep: Iterable[int] = (), message: str = "") -> list[Recovered]:
+        """Put back every live task ``owner`` holds except ``keep`` (script ``release_owned``):
+        after a reconnect, or at a cold shutdown. Not counted as a restart."""
+        digest = Keys.owner_digest(owner.encode())
+        return _recovered(self.tracker._call("release_owned", digest, message, *keep))
+
+    def housekeeping(self, interval: float) -> tuple[list[Recovered], list[Recovered], int] | None:
+        """One round of fleet housekeeping, run by at most one worker per ``interval``
+        (a ``SET NX PX`` lock): reap workers whose heartbeat expired, re-enqueue zombie
+        tasks, and one step of the retention sweep. Returns what it did, or ``None``
+        when another worker holds the round. Every step is safe to run concurrently;
+        the lock only saves work."""
+        if not self.client.set(self.keys.housekeeping, str(time.time()), nx=True, px=int(interval * 1000)):
+            return None
+        dead = self.reap()
+        zombies = self.tracker.reap_zombies()
+        cursor = int(self.client.get(self.keys.retire_cursor) or 0)
+        cursor, retired = self.tracker.retire_step(cursor, RETIRE_BUCKETS_PER_ROUND)
+        self.client.set(self.keys.retire_cursor, cursor)
+        return dead, zombies, len(retired)
+
+    def workers(self) -> list[WorkerInfo]:
+        """The registered worker processes whose heartbeat is alive."""
+        registry = self.client.hgetall(self.keys.workers)
+        pipe = self.client.pipeline(transaction=False)
+        entries = []
+        for worker_id, raw in sorted(registry.items()):
+            info = json.loads(raw)
+            key = self.keys.worker(info["digest"])
+            pipe.hgetall(key)
+            pipe.pttl(key)
+            for slot in info["slots"]:
+                pipe.smembers(self.keys.owned(slot))
+            entries.append((worker_id.decode(), len(info["slots"])))
+        replies = iter(pipe.execute())
+        out = []
+        for worker_id, nslots in entries:
+            h, ttl = next(replies), next(replies)
+            tasks = sorted(int(t) for _ in range(nslots) for t in next(replies))
+            if h:
+                out.append(WorkerInfo(id=worker_id, host=h[b"host"].decode(), pid=int(h[b"pid"]),
+                                      threads=int(h[b"threads"]), started=float(h[b"started"]),
+                                      beat=float(h[b"beat"]), ttl_ms=int(ttl), tasks=tasks))
+        return out

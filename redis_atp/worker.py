@@ -1,0 +1,422 @@
+"""The worker fleet (the seed's ATPD, rebuilt): a supervisor and N worker processes.
+
+Lifecycle of a worker process: it registers, then each of its ``threads`` slots
+claims a task (one script call: SCHEDULED and RUNNING, with a fencing token),
+runs ``handler(task_status, input)`` and ends the task (one script call:
+FINISHED, or FAILED with the error). Idle slots block on Redis (``BZPOPMIN`` on
+the wake key), so an idle fleet sends almost nothing and starts work within
+milliseconds.
+
+Failure handling:
+
+* A slot that loses its connection backs off and retries; after reconnecting it
+  hands back whatever Redis says it owns but it is not running (a claim whose
+  reply was lost), so no task waits for its type's timeout.
+* The supervisor renews every child's heartbeat key. A child that dies is
+  reaped at once: its tasks go back to the queue, counted against
+  ``maxrestart``, and a new child is spawned. Tasks of a worker whose heartbeat
+  expired (host lost) are recovered by any worker's housekeeping round.
+* SIGINT/SIGTERM: warm shutdown (no new work, running tasks finish, up to
+  ``grace`` seconds); a second signal or the end of the grace: cold shutdown
+  (running tasks go back to the queue, ACCEPTED, then exit). Exit code 0.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import multiprocessing
+import os
+import random
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from multiprocessing.connection import wait
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .client import StartedTask, Tracker
+from .errors import QueueEmpty, StaleTask
+from .fleet import Fleet, slot_ids
+from .status import Status
+
+__all__ = ["WorkerConfig", "Supervisor", "WorkerProcess", "Handlers", "HandlerRefused", "mask_url"]
+
+log = logging.getLogger(__name__)
+
+#: Errors that mean "Redis is unreachable for now": back off and retry.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError,
+    redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError,
+)
+#: Longest error message written to a task's log.
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Settings of a worker fleet (``redis-atp worker`` flags)."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    namespace: str = "atp"
+    processes: int = field(default_factory=lambda: os.cpu_count() or 1)
+    #: Handlers run at once per process, in threads (for I/O-bound handlers).
+    threads: int = 1
+    #: Directories added to ``sys.path`` (the seed daemon's ``-p``).
+    paths: tuple[str, ...] = ()
+    #: Module prefixes handlers may come from; empty: any (with a warning).
+    allow: tuple[str, ...] = ()
+    #: Exit 0 once the queue is empty.
+    burst: bool = False
+    #: Warm shutdown: seconds running tasks get to finish before a cold shutdown.
+    grace: float = 30.0
+    #: Seconds without a heartbeat after which a worker's tasks are recovered.
+    heartbeat: float = 10.0
+    #: Seconds between housekeeping rounds (one worker of the fleet runs each).
+    housekeeping: float = 2.0
+    #: Seconds a claim blocks on Redis before the slot checks for shutdown.
+    block: float = 1.0
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def worker_tracker(config: WorkerConfig) -> Tracker:
+    """A tracker whose client fails fast instead of retrying by itself: a retried
+    claim could run twice with its first reply lost, so every connection error
+    must reach the worker, which reconciles what it owns after reconnecting."""
+    client = redis.Redis.from_url(config.url, socket_timeout=config.block + 10, socket_connect_timeout=5,
+                                  retry=Retry(NoBackoff(), 0), socket_keepalive=True)
+    tracker = Tracker(client, config.namespace, max_queue_size=0)
+    tracker._owns_client = True
+    return tracker
+
+
+class HandlerRefused(Exception):
+    """A task names a handler outside the ``--allow`` list."""
+
+
+class Handlers:
+    """Imports each handler by dotted path once, within the allowed module prefixes."""
+
+    def __init__(self, allow: tuple[str, ...] = ()) -> None:
+        self.allow = allow
+        self._cache: dict[str, Callable[..., Any]] = {}
+
+    def allowed(self, path: str) -> bool:
+        return not self.allow or any(path == p or path.startswith(p + ".") for p in self.allow)
+
+    def get(self, path: str) -> Callable[..., Any]:
+        """The handler at ``path``. Raises :class:`HandlerRefused` (nothing imported) or
+        whatever importing it raises."""
+        fn = self._cache.get(path)
+        if fn is None:
+            if not self.allowed(path):
+                raise HandlerRefused(f"handler {path!r} is outside the allowed prefixes {list(self.allow)}")
+            module, _, name = path.rpartition(".")
+            fn = getattr(importlib.import_module(module), name)
+            if not callable(fn):
+                raise TypeError(f"{path!r} is not callable")
+            self._cache[path] = fn
+        return fn
+
+
+class Backoff:
+    """Exponential backoff with jitter: 50 ms doubling up to 5 s."""
+
+    def __init__(self) -> None:
+        self.delay = 0.05
+
+    def next(self) -> float:
+        delay, self.delay = self.delay, min(self.delay * 2, 5.0)
+        return delay * random.uniform(0.5, 1.5)
+
+    def reset(self) -> None:
+        self.delay = 0.05
+
+
+class WorkerProcess:
+    """One worker process: ``threads`` slots, each an owner that claims, runs and ends tasks."""
+
+    def __init__(self, config: WorkerConfig, worker_id: str) -> None:
+        self.config = config
+        self.id = worker_id
+        self.tracker = worker_tracker(config)
+        self.fleet = Fleet(self.tracker, config.heartbeat)
+        self.handlers = Handlers(config.allow)
+        self.owners = slot_ids(worker_id, config.threads)
+        self.stopping = threading.Event()  # warm: take no new task
+        self.cold = threading.Event()  # cold: hand back running tasks and exit now
+
+    def run(self) -> int:
+        """The process body; returns the exit code (a cold shutdown exits from here)."""
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor turns Ctrl-C into SIGTERM
+        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGUSR1, self._on_cold)
+        parent = os.getppid()
+        self._retry(lambda: self.fleet.beat([(self.id, os.getpid(), self.config.threads)], parent))
+        slots = [threading.Thread(target=self._slot, args=(owner,), name=owner, daemon=True)
+                 for owner in self.owners]
+        for t in slots:
+            t.start()
+        while any(t.is_alive() for t in slots):
+            if self.cold.wait(0.2) or os.getppid() != parent:
+                self._cold_exit()
+        self.tracker.close()
+        return 0
+
+    def _on_cold(self, signum: int, frame: Any) -> None:
+        self.stopping.set()
+        self.cold.set()
+
+    def _retry(self, action: Callable[[], Any]) -> Any:
+        backoff = Backoff()
+        while not self.cold.is_set():
+            try:
+                return action()
+            except TRANSIENT as exc:
+                delay = backoff.next()
+                log.warning("worker=%s redis unavailable (%s); retrying in %.2fs", self.id, exc, delay)
+                self.cold.wait(delay)
+        return None
+
+    def _cold_exit(self) -> None:
+        for owner in self.owners:
+            try:
+                for tid, t, ident, _ in self.fleet.release(owner, (), f"worker {self.id} cold shutdown; put back"):
+                    log.warning("task put back id=%d type=%s identifier=%s (cold shutdown)", tid, t, ident)
+            except TRANSIENT as exc:
+                log.error("worker=%s cannot put its tasks back (%s); the reaper will", self.id, exc)
+        logging.shutdown()
+        os._exit(0)
+
+    def _slot(self, owner: str) -> None:
+        backoff = Backoff()
+        reconnected = False
+        block = None if self.config.burst else self.config.block
+        while not self.stopping.is_set():
+            try:
+                if reconnected:
+                    for tid, t, ident, _ in self.fleet.release(
+                            owner, (), "claim reply lost to a connection failure; put back"):
+                        log.warning("task put back id=%d type=%s identifier=%s (claim reply lost)", tid, t, ident)
+                    reconnected = False
+                tasks = self.tracker.claim_started(owner, count=1, timeout=block)
+            except QueueEmpty:
+                if self.config.burst:
+                    return
+                continue
+            except TRANSIENT as exc:
+                reconnected = True
+                delay = backoff.next()
+                log.warning("slot=%s redis unavailable (%s); retrying in %.2fs", owner, exc, delay)
+                self.stopping.wait(delay)
+                continue
+            backoff.reset()
+            for task in tasks:
+                self._execute(task)
+
+    def _execute(self, task: StartedTask) -> None:
+        ts = task.status
+        started = time.monotonic()
+        log.info("task start id=%d type=%s identifier=%s", ts.task_id, task.type, task.identifier)
+        try:
+            handler = self.handlers.get(task.handler)
+        except HandlerRefused as exc:
+            outcome, message = Status.FAILED, f"refused: {exc}"
+        except BaseException as exc:  # noqa: BLE001 - any import failure fails the task, not the worker
+            log.exception("task id=%d cannot import handler %r", ts.task_id, task.handler)
+            outcome, message = Status.FAILED, f"cannot import handler {task.handler!r}: {type(exc).__name__}: {exc}"
+        else:
+            try:
+                handler(ts, task.input)
+                outcome, message = Status.FINISHED, ""
+            except StaleTask as exc:
+                log.warning("task lost id=%d type=%s identifier=%s: %s", ts.task_id, task.type, task.identifier, exc)
+                return
+            except BaseException as exc:  # noqa: BLE001 - a handler's failure is the task's, not the worker's
+                log.exception("task id=%d type=%s identifier=%s raised", ts.task_id, task.type, task.identifier)
+                outcome, message = Status.FAILED, f"{type(exc).__name__}: {exc}"
+        self._end(task, outcome, message[:MAX_ERROR_CHARS], time.monotonic() - started)
+
+    def _end(self, task: StartedTask, outcome: Status, message: str, duration: float) -> None:
+        """End the run; retried across connection failures (ending is idempotent for
+        the run that owns the task), given up only by a cold shutdown."""
+        ts = task.status
+        try:
+            changed = self._retry(lambda: self.tracker._finish(ts.task_id, outcome, message, ts.token,
+                                                               if_unfinished=True))
+        except StaleTask as exc:
+            log.warning("task lost id=%d type=%s identifier=%s: %s", ts.task_id, task.type, task.identifier, exc)
+            return
+        name = outcome.name if changed else "ended by handler"
+        level = logging.WARNING if changed and outcome is Status.FAILED else logging.INFO
+        log.log(level, "task %s id=%d type=%s identifier=%s duration=%.3fs%s", name.lower(), ts.task_id,
+                task.type, task.identifier, duration, f" error={message!r}" if message else "")
+
+
+def _child_main(config: WorkerConfig, worker_id: str) -> None:
+    code = WorkerProcess(config, worker_id).run()
+    logging.shutdown()
+    os._exit(code)
+
+
+@dataclass
+class _Child:
+    id: str
+    process: multiprocessing.process.BaseProcess
+
+
+class Supervisor:
+    """Spawns and watches the worker processes, renews their heartbeats, reaps the
+    ones that die, runs housekeeping, and turns signals into warm/cold shutdown."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self.host = socket.gethostname()
+        self.id = f"{self.host}-{os.getpid()}-{random.randrange(16**4):04x}"
+        self.children: list[_Child] = []
+        self.spawned = 0
+        self.signals = 0
+        self.pending_reaps: list[tuple[str, bool, str]] = []
+        self._ctx = multiprocessing.get_context("fork")
+
+    def banner(self) -> None:
+        c = self.config
+        log.info("redis-atp worker id=%s host=%s pid=%d redis=%s namespace=%s processes=%d threads=%d%s",
+                 self.id, self.host, os.getpid(), mask_url(c.url), c.namespace, c.processes, c.threads,
+                 " burst" if c.burst else "")
+        if c.allow:
+            log.info("handlers allowed from: %s", ", ".join(c.allow))
+        else:
+            log.warning("no --allow given: any handler path written to Redis will be imported and run")
+
+    def run(self) -> int:
+        """Run the fleet until shutdown; returns the exit code (0 on a clean shutdown)."""
+        self.tracker = worker_tracker(self.config)
+        self.fleet = Fleet(self.tracker, self.config.heartbeat)
+        rfd, wfd = os.pipe()
+        os.set_blocking(wfd, False)
+        signal.set_wakeup_fd(wfd)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+        self.banner()
+        for _ in range(self.config.processes):
+            self._spawn()
+        beat_every = self.config.heartbeat / 4
+        next_beat = next_round = 0.0
+        stop_at = kill_at = float("inf")
+        handled = 0
+        while True:
+            now = time.monotonic()
+            if handled < self.signals:
+                handled = self.signals
+                if handled == 1:
+                    log.info("warm shutdown: no new tasks; running ones get %.0fs to finish", self.config.grace)
+                    stop_at = now + self.config.grace
+                    self._signal_children(signal.SIGTERM)
+                else:
+                    stop_at = now
+            if now >= stop_at and kill_at == float("inf"):
+                log.info("cold shutdown: running tasks go back to the queue")
+                self._signal_children(signal.SIGUSR1)
+                kill_at = now + 10
+            if now >= kill_at:
+                self._signal_children(signal.SIGKILL)
+            if now >= next_beat:
+                self._try(lambda: self.fleet.beat(
+                    [(c.id, c.process.pid or 0, self.config.threads) for c in self.children], os.getpid()))
+                next_beat = now + beat_every
+            if now >= next_round and not self.signals:
+                self._try(self._housekeeping)
+                next_round = now + self.config.housekeeping
+            self._reap_pending()
+            if not self.children and (self.signals or self.config.burst):
+                self._reap_pending()
+                self.tracker.close()
+                log.info("worker id=%s stopped", self.id)
+                return 0
+            timeout = max(0.0, min(next_beat, next_round, stop_at, kill_at) - time.monotonic())
+            ready = wait([c.process.sentinel for c in self.children] + [rfd], timeout)
+            if rfd in ready:
+                os.read(rfd, 512)
+            for child in [c for c in self.children if not c.process.is_alive()]:
+                self._exited(child)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.signals += 1
+
+    def _signal_children(self, sig: int) -> None:
+        for child in self.children:
+            if child.process.pid and child.process.is_alive():
+                try:
+                    os.kill(child.process.pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def _spawn(self) -> None:
+        self.spawned += 1
+        worker_id = f"{self.id}.{self.spawned}"
+        # registered before it starts, so tasks it claims are never unknown to the reaper
+        self._try(lambda: self.fleet.beat([(worker_id, 0, self.config.threads)], os.getpid()))
+        process = self._ctx.Process(target=_child_main, args=(self.config, worker_id), name=worker_id)
+        process.start()
+        self.children.append(_Child(worker_id, process))
+
+    def _exited(self, child: _Child) -> None:
+        child.process.join()
+        code = child.process.exitcode
+        self.children.remove(child)
+        crashed = code != 0 and not self.signals
+        (log.warning if crashed else log.info)("worker process %s exited with code %s", child.id, code)
+        message = (f"worker {child.id} exited with code {code} while running it" if crashed
+                   else f"worker {child.id} stopped; put back")
+        self.pending_reaps.append((child.id, crashed, message))
+        if not self.signals and not (self.config.burst and code == 0):
+            self._spawn()
+
+    def _reap_pending(self) -> None:
+        while self.pending_reaps:
+            worker_id, crashed, message = self.pending_reaps[0]
+            recovered = self._try(partial(self.fleet.reap, worker_id, message, restart=crashed))
+            if recovered is None:
+                return
+            self.pending_reaps.pop(0)
+            for tid, t, ident, status in recovered:
+                log.warning("task recovered id=%d type=%s identifier=%s status=%s (worker %s exited)",
+                            tid, t, ident, status.name, worker_id)
+
+    def _housekeeping(self) -> None:
+        done = self.fleet.housekeeping(self.config.housekeeping)
+        if done:
+            dead, zombies, retired = done
+            for tid, t, ident, status in dead:
+                log.warning("task recovered id=%d type=%s identifier=%s status=%s (worker heartbeat lost)",
+                            tid, t, ident, status.name)
+            for tid, t, ident, status in zombies:
+                log.warning("task timed out id=%d type=%s identifier=%s status=%s", tid, t, ident, status.name)
+            if retired:
+                log.info("retention removed %d tasks", retired)
+
+    def _try(self, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except TRANSIENT as exc:
+            log.warning("supervisor: redis unavailable (%s); retrying", exc)
+            return None
