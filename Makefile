@@ -9,11 +9,14 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,hiredis]'
+	$(BIN)/pip install -q -e ".[test,demo,hiredis]"
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/redis-atp demo
 
 lint: $(STAMP)
 	$(BIN)/pip install -q ruff mypy

@@ -133,7 +133,7 @@ def error_for_code(code: int, subject: str, details: list[object] | None = None)
     if c is Code.INVALID_TRANSITION:
         status = d[0] if d else None
         return InvalidTransition(f"{subject}: not allowed while the task is {_status_name(status)}")
-    return TaskTypeInUse(f"{subject}: tasks of this type still exist (use force=True to delete them)")
+    return TaskTypeInUse(f"{subject}: tasks of this type still exist (force=True or --force deletes them)")
 
 
 def raise_for_code(code: int, subject: str, details: list[object] | None = None) -> NoReturn:

@@ -1,0 +1,181 @@
+"""The CLI driven as a user drives it: a subprocess against a throwaway Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from redis_atp import Tracker
+
+from .fleetproc import handler_dir
+
+
+def atp(*args: str, url: str | None = None, ns: str | None = None, env: dict[str, str] | None = None,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full = [sys.executable, "-m", "redis_atp", *args]
+    if url:
+        full += ["--url", url]
+    if ns:
+        full += ["--namespace", ns]
+    return subprocess.run(full, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+
+
+@pytest.fixture
+def cli(redis_url: str, real_tracker: Tracker) -> Any:
+    ns = real_tracker.namespace
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return atp(*args, url=redis_url, ns=ns)
+    return run
+
+
+def test_types_enqueue_show_lifecycle(cli: Any, real_tracker: Tracker) -> None:
+    r = cli("types", "register", "render", "os.path.join", "--timeout", "60", "--timeret", "600")
+    assert r.returncode == 0 and "registered render -> os.path.join" in r.stdout
+    r = cli("types", "--json")
+    assert json.loads(r.stdout)[0]["timeout"] == 60
+    r = cli("enqueue", "render", "job 1", "--input", '{"scale": 2}', "--message", "from the cli")
+    assert r.returncode == 0 and r.stdout.strip() == "enqueued task 1 (render::job 1)"
+    assert json.loads(cli("enqueue", "render", "job-2", "--json").stdout) == {"id": 2}
+    [run] = real_tracker.claim("w")
+    run.storeResponse("<ok/>", "text/xml")
+    run.setSuccess("done")
+    r = cli("show", "render", "job 1")
+    assert r.returncode == 0
+    for line in ("task 1  render::job 1", "status     FINISHED (5)", "owner      w   run 1   restarts 0",
+                 'input      {"scale": 2}', "response   5 bytes, text/xml", "retention  expires in"):
+        assert line in r.stdout
+    assert "ACCEPTED   from the cli" in r.stdout and "FINISHED   done" in r.stdout
+    shown = json.loads(cli("show", "--id", "1", "--json").stdout)
+    assert shown["status"] == "FINISHED" and [e["status"] for e in shown["log"]] == ["ACCEPTED", "SCHEDULED",
+                                                                                     "FINISHED"]
+    assert cli("response", "render", "job 1").stdout == "<ok/>\n"
+    assert json.loads(cli("response", "--id", "1", "--json").stdout)["response"] == "<ok/>"
+
+
+def test_response_to_file(cli: Any, real_tracker: Tracker, tmp_path: Path) -> None:
+    real_tracker.register_task_type("t", "os.path.join")
+    tid = real_tracker.enqueue_task("t", "x", 1)
+    real_tracker.set_task_response(tid, b"\x89PNG\x00\xff", "image/png")
+    out = tmp_path / "r.png"
+    r = cli("response", "t", "x", "-o", str(out))
+    assert r.returncode == 0 and "wrote 6 bytes (image/png)" in r.stdout
+    assert out.read_bytes() == b"\x89PNG\x00\xff"
+    real_tracker.enqueue_task("t", "none", 1)
+    r = cli("response", "t", "none")
+    assert r.returncode == 1 and "has no response" in r.stderr
+
+
+def test_info_text_and_json(cli: Any, real_tracker: Tracker, redis_url: str, tmp_path: Path) -> None:
+    real_tracker.register_task_type("t", "handlers.count", timeout=0.01)
+    real_tracker.enqueue_task("t", "a", {"fx": "unused", "i": 0})
+    real_tracker.enqueue_task("t", "b", 1)
+    real_tracker.dequeue_task("manual")
+    import time
+
+    time.sleep(0.05)
+    r = cli("info")
+    assert r.returncode == 0
+    assert "queue      1 waiting (limit 64)" in r.stdout
+    assert "overdue    1 live tasks past their deadline" in r.stdout
+    rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines() if line.strip()}
+    assert rows["TYPE"] == ["ACCEPTED", "SCHEDULED", "RUNNING", "PAUSED", "FINISHED*", "FAILED*"]
+    assert rows["t"] == ["1", "1", "0", "0", "0", "0"]
+    data = json.loads(cli("info", "--json").stdout)
+    assert data["queue"] == {"size": 1, "limit": 64} and data["overdue"] == 1
+    assert data["types"]["t"]["scheduled"] == 1 and data["workers"] == []
+    r = cli("zombies")
+    assert r.returncode == 0 and "t::a" in r.stdout and "ACCEPTED" in r.stdout
+
+
+def test_info_lists_live_workers(cli: Any, real_tracker: Tracker, redis_url: str, tmp_path: Path) -> None:
+    worker = subprocess.Popen([sys.executable, "-m", "redis_atp", "worker", "--url", redis_url, "--namespace",
+                               real_tracker.namespace, "-n", "2", "-p", str(handler_dir(tmp_path))],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        from .fleetproc import wait_until
+
+        def workers() -> list[dict[str, Any]]:
+            return [w for w in json.loads(cli("info", "--json").stdout)["workers"] if w["pid"]]
+        live = wait_until(lambda: len(workers()) == 2 and workers(), 20, "two registered workers")
+        assert {w["host"] for w in live} == {os.uname().nodename} and all(w["threads"] == 1 for w in live)
+        assert "WORKER" in cli("info").stdout
+    finally:
+        worker.terminate()
+        assert worker.wait(20) == 0
+
+
+def test_requeue_delete_retire(cli: Any, real_tracker: Tracker) -> None:
+    real_tracker.register_task_type("t", "os.path.join", timeret=-1)
+    a = real_tracker.enqueue_task("t", "a", 1)
+    real_tracker.stop_task_failure(a, "cancelled")
+    assert cli("requeue", "t", "a").stdout.strip() == f"task {a} is back in the queue"
+    assert real_tracker.get_task_status(a)[1] == "ACCEPTED"
+    assert cli("delete", "--id", str(a)).stdout.strip() == f"deleted task {a}"
+    assert cli("retire").stdout.strip() == "nothing to retire"
+    r = cli("types", "unregister", "t")
+    assert r.returncode == 0 and r.stdout.strip() == "unregistered t"
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (("enqueue", "nope", "x"), 1, "TaskTypeNotFound: task 'nope'::'x': task type is not registered"),
+    (("enqueue", "t", "x", "--input", "{bad"), 2, "--input is not valid JSON"),
+    (("show", "t", "missing"), 1, "TaskNotFound: task 't'::'missing' does not exist"),
+    (("show", "--id", "999"), 1, "TaskNotFound: task 999 does not exist"),
+    (("show",), 2, "give TYPE IDENTIFIER, or --id ID"),
+    (("show", "t", "x", "--id", "1"), 2, "not both"),
+    (("types", "unregister", "t"), 1, "TaskTypeInUse"),
+    (("enqueue", "t", "x"), 1, "DuplicateTask"),
+    (("enqueue", "t", "y" * 5000), 2, "limit is 4096"),
+])
+def test_errors_are_one_line_with_exit_codes(cli: Any, real_tracker: Tracker, args: tuple[str, ...], code: int,
+                                             message: str) -> None:
+    real_tracker.register_task_type("t", "os.path.join")
+    real_tracker.enqueue_task("t", "x", 1)
+    r = cli(*args)
+    assert r.returncode == code, r.stderr
+    assert message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_unreachable_redis_masks_the_password() -> None:
+    r = atp("info", url="redis://admin:s3cret-pw@127.0.0.1:1/0")
+    assert r.returncode == 1
+    assert r.stderr.startswith("redis-atp: error: cannot reach Redis at redis://admin:***@127.0.0.1:1/0")
+    assert "s3cret-pw" not in r.stderr + r.stdout and "Traceback" not in r.stderr
+
+
+def test_usage_errors_exit_2() -> None:
+    assert atp().returncode == 2
+    assert atp("bogus").returncode == 2
+    assert atp("worker", "-n", "0").returncode == 2
+
+
+def test_demo_on_a_given_redis(redis_url: str, namespace: str) -> None:
+    r = atp("demo", "--tasks", "200", url=redis_url, ns=namespace, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"redis-atp demo: 200 tasks, 2 worker processes, namespace '{namespace}', Redis at {redis_url}" in r.stdout
+    assert "finished         198" in r.stdout and "failed           2 (multiples of 97" in r.stdout
+    assert "$ redis-atp show demo item-97" in r.stdout and "FAILED     ValueError: 97 is a multiple" in r.stdout
+    assert f"redis-cli -h 127.0.0.1 -p {redis_url.rsplit(':', 1)[1].split('/')[0]} HGETALL" in r.stdout
+    t = Tracker.from_url(redis_url, namespace)
+    try:
+        assert t.get_task_type("demo").counts["finished_total"] == 198
+        assert t.get_task_response("demo", "item-2")[1] == "application/json"
+    finally:
+        t.unregister_task_type("demo", force=True)
+        t.close()
+
+
+def test_demo_on_embedded_fakeredis() -> None:
+    r = atp("demo", "--tasks", "120", "--embedded", "fakeredis", env={"REDIS_ATP_URL": ""}, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "embedded fakeredis TCP server" in r.stdout
+    assert "finished         119" in r.stdout and "fleet exit code  0" in r.stdout
