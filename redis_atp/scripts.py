@@ -16,7 +16,9 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis import Redis
+from redis.client import Pipeline
+from redis.exceptions import NoScriptError, ResponseError
 
 from .errors import Code
 from .keys import IDS_PER_BUCKET, Keys
@@ -59,13 +61,27 @@ def script(name: str) -> Script:
     return Script(name)
 
 
-class ScriptRunner:
-    """Runs scripts for one namespace on one redis-py client (or pipeline)."""
+def _direct_pool(client: Any) -> Any:
+    """The connection pool to use directly, or None to go through ``execute_command``.
 
-    __slots__ = ("client", "_head", "_nkeys")
+    For a plain ``redis.Redis`` (Sentinel's ``master_for`` included) a script call
+    takes a pooled connection itself: redis-py's per-command layers (retries,
+    metrics) cost more than the round trip on loopback, and a state change must
+    not be retried blindly anyway: a script whose reply was lost may have run.
+    """
+    if isinstance(client, Pipeline) or getattr(client, "connection", None) is not None:
+        return None
+    return getattr(client, "connection_pool", None) if isinstance(client, Redis) else None
+
+
+class ScriptRunner:
+    """Runs scripts for one namespace on one redis-py client."""
+
+    __slots__ = ("client", "_head", "_nkeys", "_pool")
 
     def __init__(self, client: Any, keys: Keys, log_cap: int) -> None:
         self.client = client
+        self._pool = _direct_pool(client)
         fixed_keys = keys.script_keys()
         self._nkeys = len(fixed_keys)
         self._head = [*fixed_keys, *keys.script_prefixes(), str(log_cap)]
@@ -76,14 +92,30 @@ class ScriptRunner:
             return (script(name).sha, n + len(extra_keys), *head[:n], *extra_keys, *head[n:], *args)
         return (script(name).sha, n, *head, *args)
 
+    def _execute(self, args: tuple[Any, ...]) -> Any:
+        pool = self._pool
+        if pool is None:
+            return self.client.execute_command(*args)
+        conn = pool.get_connection()
+        try:
+            conn.send_command(*args)
+            return conn.read_response()
+        except ResponseError:
+            raise
+        except BaseException:
+            conn.disconnect()  # a connection in an unknown state is never reused
+            raise
+        finally:
+            pool.release(conn)
+
     def __call__(self, name: str, *args: Any, extra_keys: tuple[str, ...] = ()) -> Any:
         """Run script ``name`` with the common KEYS/ARGV head, then ``extra_keys`` and ``args``."""
-        call = self._argv(name, args, extra_keys)
+        call = ("EVALSHA", *self._argv(name, args, extra_keys))
         try:
-            return self.client.execute_command("EVALSHA", *call)
+            return self._execute(call)
         except NoScriptError:
             self.client.script_load(script(name).source)
-            return self.client.execute_command("EVALSHA", *call)
+            return self._execute(call)
 
     def many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         """Run ``(name, args)`` script calls in one pipeline; returns their replies in order.

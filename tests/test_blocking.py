@@ -13,26 +13,26 @@ from redis_atp import QueueEmpty, Tracker
 HANDLER = "redis_atp.tracker.dummyHandler"
 
 
-class CountingRedis(redis.Redis):
-    """A client that records the name of every command it sends."""
+SENT: list[str] = []
 
-    sent: list[str]
 
-    def execute_command(self, *args: object, **options: object) -> object:
-        self.sent.append(str(args[0]))
-        return super().execute_command(*args, **options)
+class CountingConnection(redis.Connection):
+    """A connection that records the name of every command it sends."""
+
+    def send_command(self, *args: object, **kwargs: object) -> None:
+        SENT.append(str(args[0]))
+        super().send_command(*args, **kwargs)
 
 
 def test_blocking_dequeue_is_woken_by_enqueue(real_tracker: Tracker, redis_url: str) -> None:
     real_tracker.register_task_type("t", HANDLER)
-    waiter_client = CountingRedis.from_url(redis_url)
-    waiter_client.sent = []
-    waiter = Tracker(waiter_client, real_tracker.namespace)
+    pool = redis.ConnectionPool.from_url(redis_url, connection_class=CountingConnection)
+    waiter = Tracker(redis.Redis(connection_pool=pool), real_tracker.namespace)
     with pytest.raises(QueueEmpty):  # warm up: one-time server check, dequeue script loaded
         waiter.dequeue_task("w")
     timer = threading.Timer(0.5, lambda: real_tracker.enqueue_task("t", "x", 1))
     timer.start()
-    waiter_client.sent.clear()
+    SENT.clear()
     started = time.monotonic()
     [tid] = waiter.dequeue_task("w", timeout=10)
     waited = time.monotonic() - started
@@ -40,7 +40,7 @@ def test_blocking_dequeue_is_woken_by_enqueue(real_tracker: Tracker, redis_url: 
     assert 0.45 < waited < 3
     assert real_tracker.get_task_status(tid)[1] == "SCHEDULED"
     # one try, one blocking wait, one try after the wake-up: no polling in between
-    assert waiter_client.sent == ["EVALSHA", "BZPOPMIN", "EVALSHA"]
+    assert SENT == ["EVALSHA", "BZPOPMIN", "EVALSHA"]
 
 
 def test_blocking_dequeue_times_out(real_tracker: Tracker) -> None:

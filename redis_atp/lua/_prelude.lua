@@ -53,10 +53,11 @@ local function type_of(t) return load_type(t.type) or ORPHAN end
 
 -- The task stored under `key` if it is task `id`, else nil.
 local function load_task_at(id, key)
-  local v = redis.call('HMGET', key, 'id', 'type', 'ident', 'status', 'run', 'odig', 'restarts')
+  local v = redis.call('HMGET', key, 'id', 'type', 'ident', 'status', 'run', 'odig', 'restarts', 'nlog')
   if v[1] ~= istr(id) then return nil end
   return {id = tonumber(id), key = key, type = v[2], ident = v[3], status = tonumber(v[4]),
-          run = tonumber(v[5] or '0'), odig = v[6], restarts = tonumber(v[7] or '0')}
+          run = tonumber(v[5] or '0'), odig = v[6], restarts = tonumber(v[7] or '0'),
+          nlog = tonumber(v[8] or '1')}
 end
 
 -- Task `id` (a number or a decimal string), or nil when it does not exist.
@@ -139,16 +140,14 @@ local function set_status(t, ty, new, now, msg)
     redis.call('PERSIST', t.key)
     update_bucket(t.id, 1, nil)
   end
-  if ty.key and old ~= new then
-    if not is_terminal(old) then redis.call('HINCRBY', ty.key, COUNTER[old], -1) end
-    redis.call('HINCRBY', ty.key, COUNTER[new], 1)
-  elseif ty.key and is_terminal(new) then
-    redis.call('HINCRBY', ty.key, COUNTER[new], 1)
+  if ty.key then
+    if old ~= new and not is_terminal(old) then redis.call('HINCRBY', ty.key, COUNTER[old], -1) end
+    if old ~= new or is_terminal(new) then redis.call('HINCRBY', ty.key, COUNTER[new], 1) end
   end
-  local n = tonumber(redis.call('HGET', t.key, 'nlog') or '1') + 1
+  local n = t.nlog + 1
   redis.call('HSET', t.key, 'status', new, 'nlog', n, 'log:' .. n, log_record(now, new, msg))
   if n > LOG_CAP then redis.call('HDEL', t.key, 'log:' .. (n - LOG_CAP)) end
-  t.status = new
+  t.status, t.nlog = new, n
 end
 
 -- Removes every trace of task `t`: its hash, queue entry, deadline, ownership,

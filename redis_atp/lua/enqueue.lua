@@ -9,17 +9,20 @@
 local max_size, n = tonumber(arg(1)), tonumber(arg(2))
 local now = now_ms()
 local record = log_record(now, S_ACCEPTED, '')
-local qlen = redis.call('LLEN', K_QUEUE)
-local types, added, pushed, out = {}, {}, {}, {}
+local qlen = max_size > 0 and redis.call('LLEN', K_QUEUE) or 0
+local seq = tonumber(redis.call('GET', K_SEQ) or '0')
+local first = seq + 1
+local type_keys, added, buckets, bucket_order, out = {}, {}, {}, {}, {}
 for i = 1, n do
   local base = 2 + (i - 1) * 5
-  local name, ident, digest, input, msg = arg(base + 1), arg(base + 2), arg(base + 3), arg(base + 4), arg(base + 5)
-  local ty = types[name]
-  if ty == nil then
-    ty = load_type(name) or false
-    types[name] = ty
+  local name, ident, digest, msg = arg(base + 1), arg(base + 2), arg(base + 3), arg(base + 5)
+  local tkey = type_keys[name]
+  if tkey == nil then
+    local number = redis.call('HGET', K_TYPES, name)
+    tkey = number and (P_TYPE .. number) or false
+    type_keys[name] = tkey
   end
-  if not ty then
+  if not tkey then
     out[i] = E_TYPE_NOT_FOUND
   elseif max_size > 0 and qlen >= max_size then
     out[i] = E_QUEUE_FULL
@@ -29,22 +32,37 @@ for i = 1, n do
     if seen[1] then
       out[i] = (seen[1] == name and seen[2] == ident) and E_DUPLICATE or E_COLLISION
     else
-      local id = redis.call('INCR', K_SEQ)
-      redis.call('HSET', key, 'id', id, 'type', name, 'ident', ident, 'status', S_ACCEPTED,
-                 'input', input, 'log:1', msg == '' and record or log_record(now, S_ACCEPTED, msg))
-      local b = bucket_key(id)
-      redis.call('HSET', b, id, digest)
-      if redis.call('HINCRBY', b, 'pins', 1) == 1 then redis.call('PERSIST', b) end
-      pushed[#pushed + 1] = id
-      added[ty.key] = (added[ty.key] or 0) + 1
+      seq = seq + 1
+      redis.call('HSET', key, 'id', seq, 'type', name, 'ident', ident, 'status', S_ACCEPTED,
+                 'input', arg(base + 4), 'log:1', msg == '' and record or log_record(now, S_ACCEPTED, msg))
+      local b = bucket_key(seq)
+      if not buckets[b] then
+        buckets[b] = {}
+        bucket_order[#bucket_order + 1] = b
+      end
+      local entries = buckets[b]
+      entries[#entries + 1] = seq
+      entries[#entries + 1] = digest
+      added[tkey] = (added[tkey] or 0) + 1
       qlen = qlen + 1
-      out[i] = id
+      out[i] = seq
     end
   end
 end
-for i = 1, #pushed, 1000 do
-  redis.call('RPUSH', K_QUEUE, unpack(pushed, i, math.min(i + 999, #pushed)))
+if seq >= first then
+  redis.call('SET', K_SEQ, seq)
+  for _, b in ipairs(bucket_order) do
+    local entries = buckets[b]
+    redis.call('HSET', b, unpack(entries))
+    local members = #entries / 2
+    if redis.call('HINCRBY', b, 'pins', members) == members then redis.call('PERSIST', b) end
+  end
+  for i = first, seq, 1000 do
+    local ids = {}
+    for id = i, math.min(i + 999, seq) do ids[#ids + 1] = id end
+    redis.call('RPUSH', K_QUEUE, unpack(ids))
+  end
+  redis.call('ZADD', K_WAKE, 0, 'wake')
+  for key, count in pairs(added) do redis.call('HINCRBY', key, 'accepted', count) end
 end
-if #pushed > 0 then redis.call('ZADD', K_WAKE, 0, 'wake') end
-for key, count in pairs(added) do redis.call('HINCRBY', key, 'accepted', count) end
 return out
