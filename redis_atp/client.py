@@ -383,7 +383,33 @@ class Tracker:
                       count: int = 1, timeout: float | None = None) -> list[StartedTask]:
         """Claim up to ``count`` tasks and start them (SCHEDULED, then RUNNING) in one
         script call: the worker's way to take work in one round trip."""
-        reply = self._dequeue(server_id, message, count, timeout, _message(start_message))
+        return self._started(self._dequeue(server_id, message, count, timeout, _message(start_message)))
+
+    def advance(self, server_id: str, ended: tuple[TaskStatus, Status, str] | None = None,
+                start_message: str = "", count: int = 1) -> tuple[int, list[StartedTask]]:
+        """The worker's step in one round trip (script ``advance``): end the run
+        ``ended`` = ``(task_status, FINISHED or FAILED, message)`` unless its handler
+        already ended it, then claim up to ``count`` tasks and start them.
+
+        Returns the ending's code (1 ended, 0 nothing to do, or a negative
+        :class:`~redis_atp.errors.Code` such as ``STALE``) and the started tasks;
+        an empty list means the queue is empty (see :meth:`wait_for_work`).
+        """
+        owner = check_text("server id", server_id)
+        if ended is None:
+            end_args: tuple[Any, ...] = ("", "", "", "")
+        else:
+            ts, outcome, message = ended
+            end_args = (_task_id(ts.task_id), _token(ts.token), int(outcome), _message(message))
+        reply = self._call("advance", owner, Keys.owner_digest(owner), *end_args, count, _message(start_message))
+        return int(reply[0]), self._started(reply[1:])
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds until an enqueue signals work (``BZPOPMIN``
+        on the wake key; no polling). True if woken; another waiter may still win."""
+        return self.client.execute_command("BZPOPMIN", self.keys.wake, f"{max(timeout, 0.001):.3f}") is not None
+
+    def _started(self, reply: list[Any]) -> list[StartedTask]:
         return [StartedTask(TaskStatus(int(reply[i]), tracker=self, token=int(reply[i + 1])),
                             _text(reply[i + 2]), _text(reply[i + 3]), _text(reply[i + 4]),
                             unpack_input(reply[i + 5]))
@@ -404,7 +430,7 @@ class Tracker:
             remaining = 0.0 if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 raise QueueEmpty("the task queue is empty")
-            self.client.execute_command("BZPOPMIN", self.keys.wake, f"{max(remaining, 0.001):.3f}")
+            self.wait_for_work(remaining)
 
     # ------------------------------------------------------------------ status changes
     def start_task(self, task_id: int, message: str = "", *,

@@ -29,7 +29,7 @@ __all__ = ["Script", "ScriptRunner", "SCRIPT_NAMES"]
 SCRIPT_NAMES = (
     "register_type", "unregister_type", "enqueue", "dequeue", "start", "progress", "finish",
     "set_response", "reenqueue", "delete", "reap_zombies", "retire", "read_task", "release_owned",
-    "reap_workers",
+    "reap_workers", "advance",
 )
 
 

@@ -44,9 +44,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .client import StartedTask, Tracker
-from .errors import QueueEmpty, StaleTask
+from .errors import Code, StaleTask
 from .fleet import Fleet, slot_ids
 from .status import Status
+from .taskstatus import TaskStatus
 
 __all__ = ["WorkerConfig", "Supervisor", "WorkerProcess", "Handlers", "HandlerRefused", "mask_url"]
 
@@ -207,68 +208,101 @@ class WorkerProcess:
         os._exit(0)
 
     def _slot(self, owner: str) -> None:
+        """Claim, run and end tasks, one ``advance`` round trip per task."""
         backoff = Backoff()
         reconnected = False
-        block = None if self.config.burst else self.config.block
+        ended: _Ended | None = None  # a run that is over but not yet recorded in Redis
         while not self.stopping.is_set():
             try:
                 if reconnected:
+                    keep = [ended.task.status.task_id] if ended else []
                     for tid, t, ident, _ in self.fleet.release(
-                            owner, (), "claim reply lost to a connection failure; put back"):
+                            owner, keep, "claim reply lost to a connection failure; put back"):
                         log.warning("task put back id=%d type=%s identifier=%s (claim reply lost)", tid, t, ident)
                     reconnected = False
-                tasks = self.tracker.claim_started(owner, count=1, timeout=block)
-            except QueueEmpty:
-                if self.config.burst:
-                    return
-                continue
+                ending, tasks = self.tracker.advance(owner, ended.args() if ended else None)
+                if ended:
+                    ended.report(ending)
+                    ended = None
+                backoff.reset()
+                if not tasks:
+                    if self.config.burst:
+                        return
+                    self.tracker.wait_for_work(self.config.block)
+                    continue
             except TRANSIENT as exc:
                 reconnected = True
                 delay = backoff.next()
                 log.warning("slot=%s redis unavailable (%s); retrying in %.2fs", owner, exc, delay)
                 self.stopping.wait(delay)
                 continue
-            backoff.reset()
             for task in tasks:
-                self._execute(task)
+                ended = self._execute(task)
+        if ended:
+            self._end(ended)
 
-    def _execute(self, task: StartedTask) -> None:
+    def _execute(self, task: StartedTask) -> _Ended | None:
+        """Run a started task's handler; returns how the run ended (None: the run lost its task)."""
         ts = task.status
         started = time.monotonic()
         log.info("task start id=%d type=%s identifier=%s", ts.task_id, task.type, task.identifier)
         try:
             handler = self.handlers.get(task.handler)
         except HandlerRefused as exc:
-            outcome, message = Status.FAILED, f"refused: {exc}"
+            return _Ended(task, Status.FAILED, f"refused: {exc}", started)
         except BaseException as exc:  # noqa: BLE001 - any import failure fails the task, not the worker
             log.exception("task id=%d cannot import handler %r", ts.task_id, task.handler)
-            outcome, message = Status.FAILED, f"cannot import handler {task.handler!r}: {type(exc).__name__}: {exc}"
-        else:
-            try:
-                handler(ts, task.input)
-                outcome, message = Status.FINISHED, ""
-            except StaleTask as exc:
-                log.warning("task lost id=%d type=%s identifier=%s: %s", ts.task_id, task.type, task.identifier, exc)
-                return
-            except BaseException as exc:  # noqa: BLE001 - a handler's failure is the task's, not the worker's
-                log.exception("task id=%d type=%s identifier=%s raised", ts.task_id, task.type, task.identifier)
-                outcome, message = Status.FAILED, f"{type(exc).__name__}: {exc}"
-        self._end(task, outcome, message[:MAX_ERROR_CHARS], time.monotonic() - started)
-
-    def _end(self, task: StartedTask, outcome: Status, message: str, duration: float) -> None:
-        """End the run; retried across connection failures (ending is idempotent for
-        the run that owns the task), given up only by a cold shutdown."""
-        ts = task.status
+            return _Ended(task, Status.FAILED,
+                          f"cannot import handler {task.handler!r}: {type(exc).__name__}: {exc}", started)
         try:
-            changed = self._retry(lambda: self.tracker._finish(ts.task_id, outcome, message, ts.token,
-                                                               if_unfinished=True))
+            handler(ts, task.input)
         except StaleTask as exc:
             log.warning("task lost id=%d type=%s identifier=%s: %s", ts.task_id, task.type, task.identifier, exc)
+            return None
+        except BaseException as exc:  # noqa: BLE001 - a handler's failure is the task's, not the worker's
+            log.exception("task id=%d type=%s identifier=%s raised", ts.task_id, task.type, task.identifier)
+            return _Ended(task, Status.FAILED, f"{type(exc).__name__}: {exc}", started)
+        return _Ended(task, Status.FINISHED, "", started)
+
+    def _end(self, ended: _Ended) -> None:
+        """Record a run's end on its own (at shutdown), retrying across connection failures."""
+        ts = ended.task.status
+        try:
+            changed = self._retry(lambda: self.tracker._finish(ts.task_id, ended.outcome, ended.message,
+                                                               ts.token, if_unfinished=True))
+        except StaleTask:
+            changed = Code.STALE
+        if changed is not None:
+            ended.report(int(changed))
+
+
+@dataclass
+class _Ended:
+    """A run that is over; its end is recorded by the next ``advance`` (idempotent if retried)."""
+
+    task: StartedTask
+    outcome: Status
+    message: str
+    started: float
+    duration: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.duration = time.monotonic() - self.started
+        self.message = self.message[:MAX_ERROR_CHARS]
+
+    def args(self) -> tuple[TaskStatus, Status, str]:
+        return (self.task.status, self.outcome, self.message)
+
+    def report(self, ending: int) -> None:
+        t, ts = self.task, self.task.status
+        if ending < 0:
+            log.warning("task lost id=%d type=%s identifier=%s: the run no longer owns it (%s)",
+                        ts.task_id, t.type, t.identifier, Code(ending).name)
             return
-        name = outcome.name if changed else "ended by handler"
-        level = logging.WARNING if changed and outcome is Status.FAILED else logging.INFO
-        log.log(level, "task %s id=%d type=%s identifier=%s duration=%.3fs%s", name.lower(), ts.task_id,
-                task.type, task.identifier, duration, f" error={message!r}" if message else "")
+        name = self.outcome.name.lower() if ending else "ended by handler"
+        level = logging.WARNING if ending and self.outcome is Status.FAILED else logging.INFO
+        log.log(level, "task %s id=%d type=%s identifier=%s duration=%.3fs%s", name, ts.task_id, t.type,
+                t.identifier, self.duration, f" error={self.message!r}" if self.message else "")
 
 
 def _child_main(config: WorkerConfig, worker_id: str) -> None:

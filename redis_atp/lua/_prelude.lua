@@ -209,3 +209,60 @@ local function for_owned(odig, keep, act)
   end
   return out
 end
+
+-- Ends a run (FINISHED or FAILED), or with if_unfinished leaves an already ended
+-- task alone. Returns 1 (changed), 0 (already ended), E_TASK_NOT_FOUND or the
+-- fence's refusal.
+local function end_run(id, token, outcome, msg, if_unfinished)
+  local t = load_task(id)
+  if not t then return E_TASK_NOT_FOUND end
+  if if_unfinished and is_terminal(t.status) and (token == '' or tonumber(token) == t.run) then return 0 end
+  local refused = fence(t, token)
+  if refused then return refused end
+  set_status(t, type_of(t), outcome, now_ms(), msg)
+  return 1
+end
+
+-- Takes up to `count` tasks from the head of the queue for an owner: each gets
+-- SCHEDULED, the owner, a new run number (its fencing token) and a deadline, and
+-- its id joins the owner's set. With start_msg, each also goes on to RUNNING and
+-- its type, identifier, handler and input are returned too.
+-- Returns {id, run, [type, identifier, handler, input,] ...}.
+local function claim(owner, odig, count, msg, start_msg)
+  local ids = redis.call('LPOP', K_QUEUE, count)
+  if not ids then
+    redis.call('DEL', K_WAKE)
+    return {}
+  end
+  local now = now_ms()
+  local owned = P_OWNED .. odig
+  local types, out = {}, {}
+  for _, id in ipairs(ids) do
+    local t = load_task(id)
+    if t and t.status == S_ACCEPTED then
+      t.popped = true
+      local ty = types[t.type]
+      if ty == nil then
+        ty = type_of(t)
+        types[t.type] = ty
+      end
+      t.run = t.run + 1
+      t.odig = odig
+      redis.call('HSET', t.key, 'owner', owner, 'odig', odig, 'run', t.run)
+      redis.call('SADD', owned, id)
+      set_status(t, ty, S_SCHEDULED, now, msg)
+      out[#out + 1] = t.id
+      out[#out + 1] = t.run
+      if start_msg then
+        set_status(t, ty, S_RUNNING, now, start_msg)
+        out[#out + 1] = t.type
+        out[#out + 1] = t.ident
+        out[#out + 1] = ty.handler
+        out[#out + 1] = redis.call('HGET', t.key, 'input')
+      end
+    end
+  end
+  -- Pass the wake-up on to the next waiter while work remains; clear it once the queue is empty.
+  if redis.call('LLEN', K_QUEUE) > 0 then redis.call('ZADD', K_WAKE, 0, 'wake') else redis.call('DEL', K_WAKE) end
+  return out
+end

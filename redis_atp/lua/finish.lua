@@ -7,13 +7,4 @@
 -- arg(4) message  arg(5) '1': do nothing if the task is FINISHED or FAILED already
 -- Returns 1 (changed), 0 (already ended, with arg(5)), or E_TASK_NOT_FOUND,
 -- {E_STALE, run, status}.
-local t = load_task(arg(1))
-if not t then return E_TASK_NOT_FOUND end
-local token, if_unfinished = arg(2), arg(5) == '1'
-if if_unfinished and is_terminal(t.status) and (token == '' or tonumber(token) == t.run) then
-  return 0
-end
-local refused = fence(t, token)
-if refused then return refused end
-set_status(t, type_of(t), tonumber(arg(3)), now_ms(), arg(4))
-return 1
+return end_run(arg(1), arg(2), tonumber(arg(3)), arg(4), arg(5) == '1')
