@@ -21,9 +21,10 @@ key                             type    contents
                                         counters ``accepted scheduled running paused``
                                         (tasks now in that status) and ``finished_total
                                         failed_total`` (transitions ever made into it)
-``atp:{NS}:t:<digest>``         hash    one task (see below); ``<digest>``: 16 characters,
-                                        base64url of the first 96 bits of SHA-1 over the
-                                        length-prefixed type and identifier
+``atp:{NS}:t:<digest>``         hash    one task (see below); ``<digest>``: 12 characters,
+                                        base64url of the first 72 bits of SHA-1 over the
+                                        length-prefixed type and identifier (a collision is
+                                        detected and refused, never merged)
 ``atp:{NS}:ids:<id // 100>``    hash    task id -> task digest, for the 100 ids of a bucket,
                                         plus ``pins`` (members without a TTL) and
                                         ``expires`` (latest member expiry, ms)
@@ -85,7 +86,7 @@ def _digest(*parts: bytes) -> str:
     for part in parts:
         h.update(b"%d:" % len(part))
         h.update(part)
-    return base64.urlsafe_b64encode(h.digest()[:12]).decode("ascii")
+    return base64.urlsafe_b64encode(h.digest()[:9]).decode("ascii")
 
 
 class Keys:

@@ -59,6 +59,6 @@ def test_key_builders() -> None:
     assert k.prefix == "atp:{orders}:"
     assert k.ids_bucket(12345) == f"atp:{{orders}}:ids:{12345 // IDS_PER_BUCKET}" == "atp:{orders}:ids:123"
     d = Keys.task_digest(b"render", b"job 1")
-    assert len(d) == 16 and d == Keys.task_digest(b"render", b"job 1")
+    assert len(d) == 12 and d == Keys.task_digest(b"render", b"job 1")
     assert d != Keys.task_digest(b"render", b"job 2") != Keys.task_digest(b"rende", b"rjob 1")
     assert k.task(d).startswith("atp:{orders}:t:")

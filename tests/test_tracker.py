@@ -262,8 +262,9 @@ def test_reenqueue(api: Any, tracker: Tracker) -> None:
     api.register_task_type("t", HANDLER, timeret=100)
     a = api.enqueue_task("t", "a", 1)
     b = api.enqueue_task("t", "b", 2)
-    api.reenqueue_task(a, "to the back")  # a queued task moves to the tail, never twice in the queue
-    assert tracker.client.lrange(tracker.keys.queue, 0, -1) == [str(b).encode(), str(a).encode()]
+    api.reenqueue_task(a, "already queued")  # a queued task keeps its place: never queued twice
+    assert tracker.client.lrange(tracker.keys.queue, 0, -1) == [str(a).encode(), str(b).encode()]
+    assert api.get_task_log("t", "a")[-1][1:] == ((1, "ACCEPTED"), "already queued")
     api.dequeue_task("srv", count=2)
     api.stop_task_success(a)
     key = tracker.describe_task(a)["key"]
@@ -427,3 +428,15 @@ def test_module_api_uses_the_environment(monkeypatch: pytest.MonkeyPatch, redis_
     finally:
         seed.unregisterTaskType("t", force=True)
         seed.get_default_tracker().close()
+
+
+def test_cancelling_queued_tasks_keeps_the_order_of_the_rest(api: Any, tracker: Tracker) -> None:
+    api.register_task_type("t", HANDLER)
+    ids = [api.enqueue_task("t", f"i{i}", i) for i in range(10)]
+    api.stop_task_failure(ids[2], "cancel near the head")
+    api.delete_task(ids[8])  # near the tail
+    api.reenqueue_task(ids[2], "re-run at the tail")
+    expected = [*ids[:2], *ids[3:8], ids[9], ids[2]]
+    assert [int(x) for x in tracker.client.lrange(tracker.keys.queue, 0, -1)] == expected
+    assert api.get_queue_size() == 9
+    assert api.dequeue_task("w", count=10) == expected

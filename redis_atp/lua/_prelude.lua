@@ -77,10 +77,14 @@ local function fence(t, token)
   return nil
 end
 
--- Task `id` leaves the queue other than by dequeue (cancel, delete, move to tail);
--- the wake marker exists only while the queue holds work.
+-- Task `id` leaves the queue other than by dequeue (cancel, delete). LREM is
+-- O(queue length); the queue is in id order but for re-enqueued tasks, so the scan
+-- starts from the end nearer to `id`. The wake marker exists only while the queue
+-- holds work.
 local function unqueue(id)
-  redis.call('LREM', K_QUEUE, 1, id)
+  local head, tail = tonumber(redis.call('LINDEX', K_QUEUE, 0)), tonumber(redis.call('LINDEX', K_QUEUE, -1))
+  local from_head = not head or not tail or (tonumber(id) - head <= tail - tonumber(id))
+  redis.call('LREM', K_QUEUE, from_head and 1 or -1, id)
   if redis.call('LLEN', K_QUEUE) == 0 then redis.call('DEL', K_WAKE) end
 end
 
@@ -109,11 +113,12 @@ end
 
 -- Moves task `t` (of type `ty`) to status `new`, keeping every index in step:
 -- queue, deadlines, owner's set, per-type counters, retention TTLs and the log.
--- t.popped: the id already left the queue (dequeue popped it).
-local function set_status(t, ty, new, now, msg)
+-- t.popped: claim() took the id off the queue. `via`, `via_msg`: a status passed
+-- through on the way (SCHEDULED, for a claim that starts the task), logged only.
+local function set_status(t, ty, new, now, msg, via, via_msg)
   local old, id = t.status, istr(t.id)
-  if old == S_ACCEPTED and not t.popped then unqueue(id) end
-  if new == S_ACCEPTED then
+  if old == S_ACCEPTED and new ~= S_ACCEPTED and not t.popped then unqueue(id) end
+  if new == S_ACCEPTED and old ~= S_ACCEPTED then
     redis.call('RPUSH', K_QUEUE, id)
     redis.call('ZADD', K_WAKE, 0, 'wake')
   end
@@ -145,7 +150,14 @@ local function set_status(t, ty, new, now, msg)
     if old ~= new or is_terminal(new) then redis.call('HINCRBY', ty.key, COUNTER[new], 1) end
   end
   local n = t.nlog + 1
-  redis.call('HSET', t.key, 'status', new, 'nlog', n, 'log:' .. n, log_record(now, new, msg))
+  if via then
+    redis.call('HSET', t.key, 'status', new, 'nlog', n + 1, 'log:' .. n, log_record(now, via, via_msg),
+               'log:' .. (n + 1), log_record(now, new, msg))
+    if n > LOG_CAP then redis.call('HDEL', t.key, 'log:' .. (n - LOG_CAP)) end
+    n = n + 1
+  else
+    redis.call('HSET', t.key, 'status', new, 'nlog', n, 'log:' .. n, log_record(now, new, msg))
+  end
   if n > LOG_CAP then redis.call('HDEL', t.key, 'log:' .. (n - LOG_CAP)) end
   t.status, t.nlog = new, n
 end
@@ -229,15 +241,10 @@ end
 -- its type, identifier, handler and input are returned too.
 -- Returns {id, run, [type, identifier, handler, input,] ...}.
 local function claim(owner, odig, count, msg, start_msg)
-  local ids = redis.call('LPOP', K_QUEUE, count)
-  if not ids then
-    redis.call('DEL', K_WAKE)
-    return {}
-  end
   local now = now_ms()
   local owned = P_OWNED .. odig
   local types, out = {}, {}
-  for _, id in ipairs(ids) do
+  for _, id in ipairs(redis.call('LPOP', K_QUEUE, count) or {}) do
     local t = load_task(id)
     if t and t.status == S_ACCEPTED then
       t.popped = true
@@ -250,15 +257,16 @@ local function claim(owner, odig, count, msg, start_msg)
       t.odig = odig
       redis.call('HSET', t.key, 'owner', owner, 'odig', odig, 'run', t.run)
       redis.call('SADD', owned, id)
-      set_status(t, ty, S_SCHEDULED, now, msg)
       out[#out + 1] = t.id
       out[#out + 1] = t.run
       if start_msg then
-        set_status(t, ty, S_RUNNING, now, start_msg)
+        set_status(t, ty, S_RUNNING, now, start_msg, S_SCHEDULED, msg)
         out[#out + 1] = t.type
         out[#out + 1] = t.ident
         out[#out + 1] = ty.handler
         out[#out + 1] = redis.call('HGET', t.key, 'input')
+      else
+        set_status(t, ty, S_SCHEDULED, now, msg)
       end
     end
   end

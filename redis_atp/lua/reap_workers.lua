@@ -3,7 +3,7 @@
 -- runs it must not loop forever), and the dead workers leave the registry. A
 -- worker is dead when its heartbeat key has expired (host lost), or when named
 -- explicitly (its supervisor saw the process exit).
--- KEYS, ARGV[1..5]: the common convention (_prelude.lua); also KEYS[6] workers hash.
+-- KEYS[1..5], ARGV[1..5]: the common convention (_prelude.lua); also KEYS[6] workers hash.
 -- arg(1) worker key prefix  arg(2) worker id to reap now ('' = every worker whose
 -- heartbeat expired)  arg(3) message ('' = a default saying why)  arg(4) '1': count
 -- a restart (the worker died); '0': just put the tasks back (orderly shutdown)

@@ -3,7 +3,7 @@
 -- it never saw) and at a worker's cold shutdown. The tasks go back to ACCEPTED at
 -- the tail of the queue; this is not a restart (their handler never ran or was
 -- stopped in order), so maxrestart is not charged.
--- KEYS, ARGV[1..5]: the common convention (_prelude.lua).
+-- KEYS[1..5], ARGV[1..5]: the common convention (_prelude.lua).
 -- arg(1) owner digest  arg(2) message  arg(3...) ids to keep (the owner is running them)
 -- Returns {id, type, identifier, new status, ...} of the tasks released.
 local keep = {}

@@ -1,0 +1,60 @@
+"""Redis clients from URLs: a single server, a Redis Cluster, or a Sentinel-managed master.
+
+=====================================================================  ==========================
+URL                                                                    client
+=====================================================================  ==========================
+``redis://[user:pass@]host:port/db``, ``rediss://…``, ``unix://…``     ``redis.Redis``
+``redis+cluster://[user:pass@]host:port[,host:port…]``                 ``redis.cluster.RedisCluster``
+``redis+sentinel://[user:pass@]host:port[,host:port…]/service[/db]``   ``Sentinel.master_for(service)``
+=====================================================================  ==========================
+
+For Sentinel, the password is the master's; the sentinels are assumed to need
+none (pass ``sentinel_kwargs`` through ``options`` otherwise).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+from redis.sentinel import Sentinel
+
+from .errors import InvalidInput
+
+__all__ = ["client_from_url"]
+
+
+def _hosts(netloc: str, url: str) -> list[tuple[str, int]]:
+    hosts = []
+    for part in netloc.rpartition("@")[2].split(","):
+        host, _, port = part.rpartition(":")
+        if not host or not port.isdigit():
+            raise InvalidInput(f"expected host:port[,host:port...] in {url!r}")
+        hosts.append((host.strip("[]"), int(port)))
+    return hosts
+
+
+def client_from_url(url: str, **options: Any) -> Any:
+    """A redis-py client for ``url`` (see the module docstring); ``options`` go to the client."""
+    scheme = url.partition("://")[0].lower()
+    if scheme not in ("redis+cluster", "redis+sentinel"):
+        return redis.Redis.from_url(url, **options)
+    parts = urlsplit(url)
+    auth: dict[str, Any] = {}
+    if parts.username:
+        auth["username"] = unquote(parts.username)
+    if parts.password:
+        auth["password"] = unquote(parts.password)
+    hosts = _hosts(parts.netloc, url)
+    if scheme == "redis+cluster":
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in hosts], **auth, **options)
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise InvalidInput(f"redis+sentinel URLs name the service: redis+sentinel://host:port/SERVICE ({url!r})")
+    db = int(path[1]) if len(path) > 1 else 0
+    sentinel_kwargs = options.pop("sentinel_kwargs", None)
+    timeouts = {k: options[k] for k in ("socket_timeout", "socket_connect_timeout") if k in options}
+    sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs or timeouts or None)
+    return sentinel.master_for(path[0], db=db, **auth, **options)
