@@ -49,12 +49,13 @@ def client_from_url(url: str, **options: Any) -> Any:
         auth["password"] = unquote(parts.password)
     hosts = _hosts(parts.netloc, url)
     if scheme == "redis+cluster":
-        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in hosts], **auth, **options)
+        nodes = [ClusterNode(h, p) for h, p in hosts]  # type: ignore[no-untyped-call]
+        return RedisCluster(startup_nodes=nodes, **auth, **options)
     path = [p for p in parts.path.split("/") if p]
     if not path:
         raise InvalidInput(f"redis+sentinel URLs name the service: redis+sentinel://host:port/SERVICE ({url!r})")
     db = int(path[1]) if len(path) > 1 else 0
     sentinel_kwargs = options.pop("sentinel_kwargs", None)
     timeouts = {k: options[k] for k in ("socket_timeout", "socket_connect_timeout") if k in options}
-    sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs or timeouts or None)
-    return sentinel.master_for(path[0], db=db, **auth, **options)
+    sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs or timeouts or None)  # type: ignore[no-untyped-call]
+    return sentinel.master_for(path[0], db=db, **auth, **options)  # type: ignore[no-untyped-call]

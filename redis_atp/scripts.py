@@ -4,8 +4,11 @@ Each script is sent as: constants generated from Python (``S_<STATUS>`` from
 :class:`~redis_atp.Status`, ``E_<CODE>`` from :class:`~redis_atp.errors.Code`,
 ``IDS_PER_BUCKET``), then ``_prelude.lua``, then the script itself. A server
 that lost its script cache (``SCRIPT FLUSH``, restart, failover) answers
-NOSCRIPT; the script is loaded again and the call repeated, which is safe
-because a NOSCRIPT call did nothing.
+NOSCRIPT; the call is repeated as ``EVAL`` with the full source, which is safe
+because a NOSCRIPT call did nothing. ``EVAL`` goes where ``EVALSHA`` went (on a
+Redis Cluster: the namespace's node, by its keys) and caches the script there;
+``SCRIPT LOAD`` would go to every primary of a cluster and fail while any one
+of them is down.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
 from .errors import Code
@@ -110,35 +114,41 @@ class ScriptRunner:
 
     def __call__(self, name: str, *args: Any, extra_keys: tuple[str, ...] = ()) -> Any:
         """Run script ``name`` with the common KEYS/ARGV head, then ``extra_keys`` and ``args``."""
-        call = ("EVALSHA", *self._argv(name, args, extra_keys))
+        call = self._argv(name, args, extra_keys)
         try:
-            return self._execute(call)
+            return self._execute(("EVALSHA", *call))
         except NoScriptError:
-            self.client.script_load(script(name).source)
-            return self._execute(call)
+            return self._execute(("EVAL", script(name).source, *call[1:]))
 
     def many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         """Run ``(name, args)`` script calls in one pipeline; returns their replies in order.
 
-        Calls answered NOSCRIPT did nothing: their scripts are loaded and only those
-        calls are sent again. Any other error is raised after every call has run.
+        Calls answered NOSCRIPT did nothing: only those are sent again, as ``EVAL``.
+        Any other error is raised after every call has run. On a ``RedisCluster``
+        the calls go one by one: its pipeline looks an EVALSHA's keys up with
+        ``COMMAND GETKEYS`` on the client's default node, so it fails for good once
+        that node (any master) is down.
         """
+        if isinstance(self.client, RedisCluster):
+            return [self(name, *args) for name, args in calls]
         replies: list[Any] = [None] * len(calls)
         pending = list(range(len(calls)))
+        command = "EVALSHA"
         while pending:
             pipe = self.client.pipeline(transaction=False)
             for i in pending:
                 name, args = calls[i]
-                pipe.execute_command("EVALSHA", *self._argv(name, args, ()))
+                call = self._argv(name, args, ())
+                if command == "EVAL":
+                    call = (script(name).source, *call[1:])
+                pipe.execute_command(command, *call)
             retry = []
             for i, reply in zip(pending, pipe.execute(raise_on_error=False), strict=True):
                 if isinstance(reply, NoScriptError):
                     retry.append(i)
                 else:
                     replies[i] = reply
-            for name in {calls[i][0] for i in retry}:
-                self.client.script_load(script(name).source)
-            pending = retry
+            pending, command = retry, "EVAL"
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
