@@ -25,3 +25,6 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.bench

@@ -1,0 +1,1 @@
+"""Benchmark harness of redis-atp: ``python -m benchmarks.bench`` (see bench.py)."""

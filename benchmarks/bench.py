@@ -1,0 +1,252 @@
+"""redis-atp benchmark: the peer harness's workloads on redis-atp's own API, plus
+round trips per task and the cost of single operations at 1k and 1M tasks.
+
+    python -m benchmarks.bench [--n 20000] [--n-mem 50000] [--out FILE] [--quick]
+
+Every workload runs against a fresh throwaway redis-server. Prints a Markdown table and
+writes JSON (figures + environment) to benchmarks/results/<UTC date>-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import partial
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from . import workloads as w
+from .fleet import REPO_ROOT
+from .redisserver import RedisServer, server_version
+from .roundtrips import roundtrips
+from .scaling import scaling
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each workload is."""
+
+    n: int = 20_000  # W1, W1b, W2
+    n_mem: int = 50_000  # W4
+    lat_count: int = 300  # W3
+    idle_count: int = 20  # W3i
+    rt_n: int = 5_000  # round trips, W2-style drains
+    rt_idle: int = 200  # round trips, one task at a time
+    scaling: tuple[int, ...] = (1_000, 1_000_000)
+
+
+QUICK = Sizes(n=2_000, n_mem=5_000, lat_count=50, idle_count=5, rt_n=1_000, rt_idle=50,
+              scaling=(1_000, 100_000))
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- running
+def plan(s: Sizes, log_dir: Path) -> list[tuple[str, Callable[[RedisServer], dict[str, Any]]]]:
+    """``(name, workload)`` pairs, in running order; each gets a fresh server."""
+    steps: list[tuple[str, Callable[[RedisServer], dict[str, Any]]]] = [
+        ("w1", lambda srv: w.w1_enqueue(srv, s.n)),
+        ("w1b", lambda srv: w.w1b_enqueue_many(srv, s.n)),
+        ("w2", lambda srv: w.w2_drain(srv, s.n, 2, log_dir)),
+        ("w3", lambda srv: w.w3_latency(srv, s.lat_count, w.W3_GAP_S, log_dir, "w3")),
+        ("w3i", lambda srv: w.w3_latency(srv, s.idle_count, w.W3I_GAP_S, log_dir, "w3i")),
+        ("w4", lambda srv: w.w4_memory(srv, s.n_mem)),
+        ("rt_single", lambda srv: roundtrips(srv, s.rt_n, "single", log_dir)),
+        ("rt_bulk", lambda srv: roundtrips(srv, s.rt_n, "bulk", log_dir)),
+        ("rt_idle", lambda srv: roundtrips(srv, s.rt_idle, "idle", log_dir)),
+    ]
+    steps += [(f"scaling_{size}", partial(scaling, size=size)) for size in s.scaling]
+    return steps
+
+
+def run_all(s: Sizes) -> dict[str, Any]:
+    """Run every workload on its own fresh server; returns ``{name: result}``."""
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="redis-atp-bench-logs-") as tmp:
+        for name, step in plan(s, Path(tmp)):
+            t0 = time.monotonic()
+            with RedisServer() as server:
+                results[name] = step(server)
+            results[name]["wall_s"] = time.monotonic() - t0
+            log(f"{name:14s} done in {results[name]['wall_s']:.1f} s")
+    return results
+
+
+# --------------------------------------------------------------------------- environment
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "load_avg_at_start": os.getloadavg(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "redis_server": server_version(),
+        "redis_py": _version("redis"),
+        "hiredis": _version("hiredis"),
+        "msgpack": _version("msgpack"),
+        "redis_atp": _version("redis-atp"),
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_modified_files": _git("status", "--porcelain", "--untracked-files=no").splitlines(),
+    }
+
+
+# --------------------------------------------------------------------------- report
+def _i(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+def _f(v: float, digits: int = 2) -> str:
+    return f"{v:,.{digits}f}"
+
+
+def _top(by_cmd: dict[str, float], k: int = 4) -> str:
+    return ", ".join(f"{cmd} {v:.3g}" for cmd, v in list(by_cmd.items())[:k])
+
+
+def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """The table: ``(workload, figure)`` rows."""
+    out: list[tuple[str, str]] = []
+    if "w1" in r:
+        x = r["w1"]
+        out.append((f"W1 `enqueue_task` x {x['n']:,}, sequential",
+                    f"{_i(x['tasks_per_s'])} tasks/s ({_f(x['us_per_call'], 0)} µs/call: Redis "
+                    f"{_f(x['server_us_per_evalsha'], 1)} µs/EVALSHA, PING round trip {_f(x['ping_rtt_us'], 0)} µs)"))
+    if "w1b" in r:
+        x = r["w1b"]
+        out.append((f"W1b `enqueue_many`, batches of {x['batch']}", f"{_i(x['tasks_per_s'])} tasks/s"))
+    if "w2" in r:
+        x = r["w2"]
+        out += [
+            (f"W2 drain of {x['n']:,}, `redis-atp worker -n {x['processes']}`, from fleet start",
+             f"{_i(x['tasks_per_s'])} tasks/s"),
+            ("W2 drain, first → last completion (steady)",
+             f"{_i(x['steady_tasks_per_s'])} tasks/s (10 %→90 %: {_i(x['middle_80pct_tasks_per_s'] or 0)})"),
+            ("W2 fleet start → first completion", f"{_f(x['startup_s'])} s"),
+            ("W2 where time goes",
+             f"Redis {_f(x['server_us_per_evalsha'], 1)} µs/EVALSHA x {_f(x['evalsha_per_task'])}/task, "
+             f"Redis busy {_f(100 * x['redis_cpu_share'], 0)} % of a core; fleet {_f(x['fleet_cpu_ms_per_task'], 3)} "
+             f"CPU ms/task"),
+            ("W2 check: finished_total / failed_total / queue left / fleet exit",
+             f"{x['finished_total']:,} of {x['n']:,} / {x['failed_total']} / {x['queue_left']} / "
+             f"{x['fleet_exit_code']}"),
+        ]
+    for key, label in (("w3", "W3 latency, 1 worker, 10–30 ms gaps"),
+                       ("w3i", "W3i latency, idle worker, 1.2–1.8 s gaps")):
+        if key in r:
+            x = r[key]
+            out.append((f"{label} ({x['count']} samples)",
+                        f"p50 {_f(x['p50_ms'])} / p90 {_f(x['p90_ms'])} / p99 {_f(x['p99_ms'])} / "
+                        f"max {_f(x['max_ms'])} ms"))
+    if "w4" in r:
+        x = r["w4"]
+        out.append((f"W4 memory, {x['n']:,} queued tasks",
+                    f"{_i(x['bytes_per_task'])} bytes/task, {_f(x['keys_per_task'], 3)} keys/task"))
+    for key, label in (("rt_single", "`enqueue_task`, then 2-process drain"),
+                       ("rt_bulk", "`enqueue_many`, then 2-process drain"),
+                       ("rt_idle", "one task at a time, 1 idle worker")):
+        if key in r:
+            x = r[key]
+            out.append((f"Round trips/task, {label} (n={x['n']:,})",
+                        f"{_f(x['round_trips_per_task'], 3)} ({_top(x['round_trips_by_command'], 3)}); "
+                        f"Lua-internal {_f(x['lua_commands_per_task'], 1)} ({_top(x['lua_commands_by_command'])}); "
+                        f"commandstats {_f(x['commandstats_calls_per_task'], 2)}, total_commands_processed "
+                        f"{_f(x['total_commands_processed_per_task'], 2)}; EVALSHA commandstats "
+                        f"{x['evalsha_commandstats']:,} vs MONITOR {x['evalsha_monitor']:,}"))
+    out += _scaling_rows(r)
+    return out
+
+
+_OPS = (("claim", "claim one task"), ("status_change", "status change (`resume_task`, fenced)"),
+        ("zombie_sweep_none", "zombie sweep, nothing overdue"),
+        ("zombie_sweep_100", "zombie sweep re-enqueuing 100 overdue"),
+        ("enqueue_one", "`enqueue_task` one more"), ("cancel_queued_at_tail", "cancel a queued task at the tail"))
+
+
+def _scaling_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    runs = [r[k] for k in sorted((k for k in r if k.startswith("scaling_")), key=lambda k: r[k]["size"])]
+    if not runs:
+        return []
+    sizes = " → ".join(f"{x['size']:,}" for x in runs)
+    out = [(f"Fill with `enqueue_many` ({sizes} tasks)", " → ".join(f"{_i(x['fill_tasks_per_s'])} tasks/s"
+                                                                     for x in runs))]
+    for key, label in _OPS:
+        cells = " → ".join(f"{_i(x[key]['p50_us'])} µs (Redis {_i(x[key]['server_us_per_evalsha'])})" for x in runs)
+        out.append((f"{label}, p50 at {sizes} tasks", cells))
+    out.append((f"PING round trip at {sizes} tasks", " → ".join(f"{_i(x['ping_rtt_us'])} µs" for x in runs)))
+    return out
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = ["| workload | figure |", "|---|---|"]
+    lines += [f"| {a} | {b} |" for a, b in rows(r)]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None = None) -> tuple[Sizes, Path]:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, help="tasks for W1, W1b, W2 (default 20000; 2000 with --quick)")
+    ap.add_argument("--n-mem", type=int, help="tasks for W4 (default 50000; 5000 with --quick)")
+    ap.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/<UTC date>-<time>.json)")
+    ap.add_argument("--quick", action="store_true", help="smoke run, about a minute (100k instead of 1M tasks)")
+    a = ap.parse_args(argv)
+    sizes = QUICK if a.quick else Sizes()
+    if a.n is not None:
+        sizes = Sizes(**{**asdict(sizes), "n": a.n})
+    if a.n_mem is not None:
+        sizes = Sizes(**{**asdict(sizes), "n_mem": a.n_mem})
+    out = a.out or RESULTS_DIR / f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d-%H%M%S}.json"
+    return sizes, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    sizes, out = parse_args(argv)
+    env = environment()
+    t0 = time.monotonic()
+    results = run_all(sizes)
+    env["total_s"] = time.monotonic() - t0
+    env["load_avg_at_end"] = os.getloadavg()
+    table = markdown(results)
+    print(f"redis-atp {env['redis_atp']} @ {env['git_commit'][:10]}, Redis {env['redis_server']}, "
+          f"redis-py {env['redis_py']}, hiredis {env['hiredis']}, Python {env['python']}, "
+          f"{env['cpu_count']} CPUs; total {env['total_s']:.0f} s\n")
+    print(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"environment": env, "sizes": asdict(sizes), "results": results,
+                               "table": table}, indent=1))
+    print(f"\nJSON: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""What every workload shares: tracker setup, payload, statistics, and server/CPU probes."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from redis_atp import Tracker
+
+NAMESPACE = "atp"
+TASK_TYPE = "bench"
+HANDLER = "benchmarks.handlers.noop"
+#: ``enqueue_many`` batch (W1b) and script-call chunk everywhere.
+BATCH = 1000
+
+Payload = dict[str, Any]
+
+
+def payload(i: int) -> Payload:
+    """The peers' task input: ``{"i": i, "s": "x" * 32}``."""
+    return {"i": i, "s": "x" * 32}
+
+
+def make_tracker(client: redis.Redis) -> Tracker:
+    """A tracker without a queue limit, with the ``bench`` type registered (timeout 1 h,
+    finished tasks kept forever, 2 restarts)."""
+    tracker = Tracker(client, namespace=NAMESPACE, max_queue_size=0)
+    tracker.register_task_type(TASK_TYPE, HANDLER, timeout=3600, timeret=-1, maxrestart=2)
+    return tracker
+
+
+def counts(tracker: Tracker) -> dict[str, int]:
+    """The ``bench`` type's counters, kept by the library's scripts."""
+    return tracker.get_task_type(TASK_TYPE).counts
+
+
+def enqueue_bulk(tracker: Tracker, items: list[tuple[str, str, Payload]], batch: int = BATCH) -> None:
+    """``enqueue_many`` in calls of ``batch`` tasks; raises the first refusal."""
+    for start in range(0, len(items), batch):
+        for res in tracker.enqueue_many(items[start:start + batch], chunk=batch):
+            if isinstance(res, Exception):
+                raise res
+
+
+def tasks(prefix: str, n: int, start: int = 0) -> list[tuple[str, str, Payload]]:
+    """``n`` ``(type, identifier, input)`` triples with identifiers ``<prefix><i>``."""
+    return [(TASK_TYPE, f"{prefix}{i}", payload(i)) for i in range(start, start + n)]
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.01) -> None:
+    """Poll ``predicate`` until true; TimeoutError after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not reached within {timeout_s:.0f} s")
+        time.sleep(poll_s)
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50/p90/p99/min/max/mean of ``values`` (inclusive quantiles, as the peer harness)."""
+    vals = sorted(values)
+    q = statistics.quantiles(vals, n=100, method="inclusive") if len(vals) > 1 else vals * 99
+    return {"p50": statistics.median(vals), "p90": q[89], "p99": q[98], "min": vals[0], "max": vals[-1],
+            "mean": statistics.fmean(vals)}
+
+
+def redis_cpu_s(client: redis.Redis) -> float:
+    """CPU seconds (user + system) the server has used so far."""
+    cpu = client.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's waited-for children (a stopped fleet and its workers)."""
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+def evalsha_stats(client: redis.Redis) -> dict[str, float]:
+    """``INFO commandstats`` of EVALSHA since the last ``CONFIG RESETSTAT``."""
+    stats = client.info("commandstats").get("cmdstat_evalsha", {})
+    return {"calls": float(stats.get("calls", 0)), "usec_per_call": float(stats.get("usec_per_call", 0.0))}
+
+
+def ping_rtt_us(client: redis.Redis, n: int = 1000) -> float:
+    """Mean PING round trip in µs: the floor under every single call."""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        client.ping()
+    return (time.perf_counter() - t0) / n * 1e6

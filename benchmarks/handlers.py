@@ -1,0 +1,19 @@
+"""The benchmark's task handler, imported by ``redis-atp worker`` as ``benchmarks.handlers.noop``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from redis_atp import TaskStatus
+
+#: W3/W3i: the handler RPUSHes its start time (``time.time()``) here.
+LAT_KEY = "bench:lat"
+
+
+def noop(task_status: TaskStatus, input: Any) -> None:
+    """Does nothing, except for a latency probe (input with ``stamp``): then it pushes
+    its first-line ``time.time()`` to ``bench:lat`` over the worker's own client."""
+    started = time.time()
+    if isinstance(input, dict) and input.get("stamp"):
+        task_status.tracker.client.rpush(LAT_KEY, repr(started))

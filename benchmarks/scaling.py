@@ -1,0 +1,123 @@
+"""Cost of single operations with 1,000 vs 1,000,000 tasks in the namespace.
+
+The namespace is filled with ``enqueue_many`` (queued tasks, no limit); then each
+operation is timed call by call on the client (``perf_counter``), and on the server
+(``INFO commandstats`` ``usec_per_call`` of EVALSHA, reset before each operation).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis_atp import TaskStatus, Tracker
+
+from .common import (
+    HANDLER,
+    TASK_TYPE,
+    enqueue_bulk,
+    make_tracker,
+    payload,
+    percentiles,
+    ping_rtt_us,
+    tasks,
+    wait_for,
+)
+from .redisserver import RedisServer
+
+SAMPLES = 200  # timed calls per operation
+ZOMBIE_BATCH = 100  # overdue tasks per timed sweep
+ZOMBIE_REPS = 5  # timed sweeps that find ZOMBIE_BATCH overdue tasks
+CANCEL_SAMPLES = 20
+FILL_GROUP = 20_000  # tasks per enqueue_many call while filling (script calls of 1000)
+
+
+def fill(tracker: Tracker, size: int) -> float:
+    """Enqueue ``size`` tasks with ``enqueue_many``; returns tasks/s."""
+    t0 = time.perf_counter()
+    for start in range(0, size, FILL_GROUP):
+        enqueue_bulk(tracker, tasks("f", min(FILL_GROUP, size - start), start))
+    return size / (time.perf_counter() - t0)
+
+
+def timed(tracker: Tracker, calls: list[Callable[[], Any]]) -> tuple[dict[str, Any], list[Any]]:
+    """Run ``calls`` one by one; their client-side µs percentiles, the server's EVALSHA
+    µs per call, and their results."""
+    client = tracker.client
+    client.config_resetstat()
+    results, us = [], []
+    for call in calls:
+        t0 = time.perf_counter()
+        results.append(call())
+        us.append((time.perf_counter() - t0) * 1e6)
+    evalsha = client.info("commandstats").get("cmdstat_evalsha", {})
+    stats = {f"{k}_us": v for k, v in percentiles(us).items() if k in ("p50", "p90", "mean", "max")}
+    return {"samples": len(us), **stats, "server_us_per_evalsha": evalsha.get("usec_per_call"),
+            "evalsha_per_call": int(evalsha.get("calls", 0)) / len(us)}, results
+
+
+def _set_timeout(tracker: Tracker, seconds: float) -> None:
+    tracker.register_task_type(TASK_TYPE, HANDLER, timeout=seconds, timeret=-1, maxrestart=2)
+
+
+def _overdue_sweeps(tracker: Tracker) -> dict[str, Any]:
+    """ZOMBIE_REPS sweeps, each after ZOMBIE_BATCH tasks were claimed under a 1 ms timeout."""
+    per_rep: list[dict[str, Any]] = []
+    for _ in range(ZOMBIE_REPS):
+        _set_timeout(tracker, 0.001)
+        tracker.claim("bench-zombie-owner", count=ZOMBIE_BATCH)
+        _set_timeout(tracker, 3600)
+        wait_for(lambda: tracker.count_overdue() >= ZOMBIE_BATCH, 10, "claims overdue", poll_s=0.002)
+        stats, [acted] = timed(tracker, [tracker.reenqueue_zombie_tasks])
+        if len(acted) != ZOMBIE_BATCH:
+            raise RuntimeError(f"zombie sweep re-enqueued {len(acted)} tasks, expected {ZOMBIE_BATCH}")
+        per_rep.append(stats)
+    us = sorted(r["mean_us"] for r in per_rep)
+    server = sorted(r["server_us_per_evalsha"] for r in per_rep)
+    return {"samples": len(us), "p50_us": us[len(us) // 2], "max_us": us[-1],
+            "server_us_per_evalsha": server[len(server) // 2], "tasks_per_sweep": ZOMBIE_BATCH}
+
+
+def scaling(server: RedisServer, size: int) -> dict[str, Any]:
+    """Fill to ``size`` queued tasks, then time claim, status change, zombie sweeps,
+    one more enqueue, and the cancel of a task at the queue's tail."""
+    tracker = make_tracker(server.client())
+    fill_rate = fill(tracker, size)
+    client = tracker.client
+    out: dict[str, Any] = {"size": size, "fill_tasks_per_s": fill_rate,
+                           "used_memory": int(client.info("memory")["used_memory"])}
+    _warm_up(tracker)
+    out["ping_rtt_us"] = ping_rtt_us(client)
+    out["claim"], claimed = timed(tracker, [lambda: tracker.claim("bench-owner", count=1)] * SAMPLES)
+    runs: list[TaskStatus] = [batch[0] for batch in claimed]
+    out["status_change"], _ = timed(tracker, [_resume(tracker, run) for run in runs])
+    out["zombie_sweep_none"], found = timed(tracker, [tracker.reenqueue_zombie_tasks] * SAMPLES)
+    if any(found):
+        raise RuntimeError("a zombie sweep found overdue tasks where none were expected")
+    out["zombie_sweep_100"] = _overdue_sweeps(tracker)
+    out["enqueue_one"], ids = timed(tracker, [_enqueue(tracker, i) for i in range(SAMPLES)])
+    out["cancel_queued_at_tail"], _ = timed(tracker, [_cancel(tracker, tid) for tid in ids[-CANCEL_SAMPLES:]])
+    out["deadlines_zset"] = int(client.zcard(tracker.keys.deadlines))
+    out["queue_length"] = tracker.get_queue_size()
+    return out
+
+
+def _warm_up(tracker: Tracker) -> None:
+    """One untimed call of each script (loads it into the server's script cache)."""
+    [run] = tracker.claim("bench-warm-up", count=1)
+    tracker.resume_task(run.task_id, token=run.token)
+    tracker.reenqueue_zombie_tasks()
+    tracker.stop_task_failure(tracker.enqueue_task(TASK_TYPE, "warm-up", payload(-1)))
+
+
+def _resume(tracker: Tracker, run: TaskStatus) -> Callable[[], None]:
+    return lambda: tracker.resume_task(run.task_id, token=run.token)
+
+
+def _enqueue(tracker: Tracker, i: int) -> Callable[[], int]:
+    return lambda: tracker.enqueue_task(TASK_TYPE, f"extra{i}", payload(i))
+
+
+def _cancel(tracker: Tracker, task_id: int) -> Callable[[], None]:
+    return lambda: tracker.stop_task_failure(task_id, "cancelled")
