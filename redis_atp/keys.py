@@ -51,6 +51,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from functools import lru_cache
 
 from .errors import InvalidInput
 
@@ -126,6 +127,7 @@ class Keys:
         return _digest(type_name, identifier)
 
     @staticmethod
+    @lru_cache(maxsize=4096)
     def owner_digest(owner: bytes) -> str:
         """The fixed-length digest naming an owner's (``serverID``'s) set of tasks."""
         return _digest(owner)

@@ -14,7 +14,9 @@ of them is down.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import os
+import threading
+from collections.abc import Callable, Sequence
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -27,6 +29,12 @@ from redis.exceptions import NoScriptError, ResponseError
 from .errors import Code
 from .keys import IDS_PER_BUCKET, Keys
 from .status import Status
+
+_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _pack
+except ImportError:  # pure-Python redis-py packing then
+    _pack = None
 
 __all__ = ["Script", "ScriptRunner", "SCRIPT_NAMES"]
 
@@ -65,6 +73,24 @@ def script(name: str) -> Script:
     return Script(name)
 
 
+class _Lease:
+    """A pooled connection held by one thread, returned to the pool when the thread ends."""
+
+    __slots__ = ("pool", "conn", "pid")
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.conn = pool.get_connection()
+        self.pid = os.getpid()
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():
+            try:
+                self.pool.release(self.conn)
+            except Exception:  # interpreter shutdown or a closed pool: nothing to give back
+                pass
+
+
 def _direct_pool(client: Any) -> Any:
     """The connection pool to use directly, or None to go through ``execute_command``.
 
@@ -81,11 +107,12 @@ def _direct_pool(client: Any) -> Any:
 class ScriptRunner:
     """Runs scripts for one namespace on one redis-py client."""
 
-    __slots__ = ("client", "_head", "_nkeys", "_pool")
+    __slots__ = ("client", "_head", "_nkeys", "_pool", "_local")
 
     def __init__(self, client: Any, keys: Keys, log_cap: int) -> None:
         self.client = client
         self._pool = _direct_pool(client)
+        self._local = threading.local()
         fixed_keys = keys.script_keys()
         self._nkeys = len(fixed_keys)
         self._head = [*fixed_keys, *keys.script_prefixes(), str(log_cap)]
@@ -97,20 +124,21 @@ class ScriptRunner:
         return (script(name).sha, n, *head, *args)
 
     def _execute(self, args: tuple[Any, ...]) -> Any:
-        pool = self._pool
-        if pool is None:
+        if self._pool is None:
             return self.client.execute_command(*args)
-        conn = pool.get_connection()
+        lease = getattr(self._local, "lease", None)
+        if lease is None or lease.pid != os.getpid():
+            lease = self._local.lease = _Lease(self._pool)
+        conn = lease.conn
         try:
-            conn.send_command(*args)
+            packed = [_pack(args)] if _pack is not None else conn.pack_command(*args)
+            conn.send_packed_command(packed, check_health=False)
             return conn.read_response()
         except ResponseError:
             raise
         except BaseException:
-            conn.disconnect()  # a connection in an unknown state is never reused
+            conn.disconnect()  # a connection in an unknown state is never reused; it reconnects on next use
             raise
-        finally:
-            pool.release(conn)
 
     def __call__(self, name: str, *args: Any, extra_keys: tuple[str, ...] = ()) -> Any:
         """Run script ``name`` with the common KEYS/ARGV head, then ``extra_keys`` and ``args``."""

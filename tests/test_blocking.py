@@ -19,17 +19,18 @@ SENT: list[str] = []
 class CountingConnection(redis.Connection):
     """A connection that records the name of every command it sends."""
 
-    def send_command(self, *args: object, **kwargs: object) -> None:
-        SENT.append(str(args[0]))
-        super().send_command(*args, **kwargs)
+    def send_packed_command(self, command: object, check_health: bool = True) -> None:
+        for packed in command if isinstance(command, list) else [command]:
+            SENT.append(bytes(packed).split(b"\r\n")[2].decode())  # *N, $len, NAME, ...
+        super().send_packed_command(command, check_health)
 
 
 def test_blocking_dequeue_is_woken_by_enqueue(real_tracker: Tracker, redis_url: str) -> None:
     real_tracker.register_task_type("t", HANDLER)
     pool = redis.ConnectionPool.from_url(redis_url, connection_class=CountingConnection)
     waiter = Tracker(redis.Redis(connection_pool=pool), real_tracker.namespace)
-    with pytest.raises(QueueEmpty):  # warm up: one-time server check, dequeue script loaded
-        waiter.dequeue_task("w")
+    with pytest.raises(QueueEmpty):  # warm up: server check, script loaded, both connections open
+        waiter.dequeue_task("w", timeout=0.01)
     timer = threading.Timer(0.5, lambda: real_tracker.enqueue_task("t", "x", 1))
     timer.start()
     SENT.clear()
