@@ -3,7 +3,7 @@
 ``Tracker`` is the object API; :mod:`redis_atp.tracker` is the seed's module API.
 """
 
-from .client import EvictionPolicyWarning, StartedTask, TaskType, Tracker
+from .client import EvictionPolicyWarning, Tracker
 from .errors import (
     DuplicateTask,
     InvalidInput,
@@ -17,6 +17,7 @@ from .errors import (
     TaskTypeInUse,
     TaskTypeNotFound,
 )
+from .models import StartedTask, TaskType
 from .status import STATUS2TEXT, TEXT2STATUS, Status
 from .taskstatus import DummyLock, TaskStatus, dbLocker
 

@@ -20,6 +20,7 @@ from typing import Any
 import redis
 
 from .client import Tracker
+from .connection import client_from_url
 from .errors import InvalidInput, RedisATPError
 from .fleet import Fleet
 from .worker import Supervisor, WorkerConfig, mask_url
@@ -53,6 +54,8 @@ def _common() -> argparse.ArgumentParser:
                    help="Redis URL (default: $REDIS_ATP_URL or redis://127.0.0.1:6379/0)")
     p.add_argument("--namespace", default=os.environ.get("REDIS_ATP_NAMESPACE", "atp"),
                    help="namespace (default: $REDIS_ATP_NAMESPACE or atp)")
+    p.add_argument("--shards", type=_positive(int), default=int(os.environ.get("REDIS_ATP_SHARDS", 1)),
+                   help="hash tags the namespace spreads over (default: $REDIS_ATP_SHARDS or 1)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 
@@ -176,12 +179,19 @@ def cmd_info(args: argparse.Namespace, tracker: Tracker) -> int:
         "workers": [{"id": w.id, "host": w.host, "pid": w.pid, "threads": w.threads, "tasks": w.tasks,
                      "last_heartbeat": w.beat, "heartbeat_expires_ms": w.ttl_ms} for w in workers],
     }
+    shards = tracker.shard_stats() if tracker.shards > 1 else []
+    if shards:
+        data["shards"] = shards
 
     def text() -> str:
         limit = "no limit" if args.max_queue_size <= 0 else f"limit {args.max_queue_size}"
         out = [f"namespace  {tracker.namespace}  ({mask_url(args.url)})",
                f"queue      {size} waiting ({limit})",
                f"overdue    {overdue} live tasks past their deadline", ""]
+        if shards:
+            out.append(_table([[s["shard"], s["prefix"], s["queue"], s["with_deadline"], s["overdue"]] for s in shards],
+                              ["SHARD", "PREFIX", "QUEUE", "DEADLINES", "OVERDUE"]))
+            out.append("")
         rows = [[t.name, *(t.counts[c] for c in COUNTS)] for t in types]
         out.append(_table(rows, ["TYPE", "ACCEPTED", "SCHEDULED", "RUNNING", "PAUSED", "FINISHED*", "FAILED*"])
                    if rows else "no task types registered")
@@ -301,7 +311,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s [%(process)d] %(message)s")
     for path in reversed(args.path):
         sys.path.insert(0, os.path.abspath(path))
-    config = WorkerConfig(url=args.url, namespace=args.namespace, processes=args.processes,
+    config = WorkerConfig(url=args.url, namespace=args.namespace, shards=args.shards, processes=args.processes,
                           threads=args.threads, paths=tuple(args.path), allow=tuple(args.allow),
                           burst=args.burst, grace=args.grace, heartbeat=args.heartbeat)
     return Supervisor(config).run()
@@ -319,8 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.func is None:
             return int(args.run(args))
-        client = redis.Redis.from_url(args.url, socket_connect_timeout=3, socket_timeout=30)
-        tracker = Tracker(client, args.namespace)
+        client = client_from_url(args.url, socket_connect_timeout=3, socket_timeout=30)
+        tracker = Tracker(client, args.namespace, shards=args.shards)
         try:
             return int(args.func(args, tracker))
         finally:

@@ -3,106 +3,46 @@
 Every state change is exactly one Lua script call (named in each method's
 docstring); reads are single commands or the ``read_task`` script. The seed's
 camelCase module API in :mod:`redis_atp.tracker` delegates here.
+
+A namespace may be sharded over S hash tags (``shards=S``) so that it spreads
+over the slots of a Redis Cluster. A task lives on the shard its ``(type,
+identifier)`` digest names, and its id (``seq * S + shard``) names the same
+shard, so every call about one task is still one round trip to one slot.
 """
 
 from __future__ import annotations
 
-import re
+import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-import redis
+from redis.cluster import RedisCluster
 
-from .errors import Code, InvalidInput, QueueEmpty, RedisATPError, TaskNotFound, error_for_code
-from .keys import IDS_PER_BUCKET, Keys, check_text
-from .scripts import ScriptRunner
+from . import validate
+from .connection import client_from_url
+from .errors import Code, InvalidInput, QueueEmpty, RedisATPError, error_for_code
+from .keys import Keys, check_text
+from .models import LogRecord, StartedTask, TaskType, parse_record
+from .scripts import Call, ScriptRunner, run_many
 from .serialization import pack_input, pack_response, unpack_input, unpack_response
 from .status import Status
 from .taskstatus import TaskStatus
+from .validate import Handler
 
-__all__ = ["Tracker", "TaskType", "StartedTask", "EvictionPolicyWarning", "LogRecord"]
+__all__ = ["Tracker", "EvictionPolicyWarning"]
 
-#: ``(time, (code, name), message)``, as ``getTaskLog`` returns them.
-LogRecord = tuple[datetime, tuple[Status, str], str]
-Handler = str | Callable[..., Any]
-
-_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 #: Tasks handled per script call by the batched housekeeping scripts.
 _REAP_BATCH = 500
 _BUCKETS_PER_STEP = 50
+_COUNTS = ("accepted", "scheduled", "running", "paused", "finished_total", "failed_total")
+#: On a Redis Cluster an idle consumer of a sharded namespace blocks on one shard at a time.
+_CLUSTER_WAIT_SLICE = 0.25
 
 
 class EvictionPolicyWarning(RuntimeWarning):
     """Redis may evict keys (``maxmemory-policy`` is not ``noeviction``): queue state could vanish."""
-
-
-@dataclass(frozen=True)
-class TaskType:
-    """A registered task type: its settings and live counters."""
-
-    name: str
-    handler: str
-    timeout: float
-    timeret: float
-    maxrestart: int
-    #: Tasks now ACCEPTED, SCHEDULED, RUNNING, PAUSED (exact), and transitions ever
-    #: made into FINISHED and FAILED (``finished_total``, ``failed_total``).
-    counts: dict[str, int]
-
-
-@dataclass(frozen=True)
-class StartedTask:
-    """A task claimed and started in one call (``Tracker.claim(..., start=True)``)."""
-
-    status: TaskStatus
-    type: str
-    identifier: str
-    handler: str
-    input: Any
-
-
-def _task_id(task_id: object) -> int:
-    """The task id as an int; anything that is not a positive integer names no task."""
-    if isinstance(task_id, int) and not isinstance(task_id, bool) and task_id > 0:
-        return task_id
-    raise TaskNotFound(f"task {task_id!r:.80} does not exist (task ids are positive integers)")
-
-
-def _seconds(what: str, value: object) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise InvalidInput(f"{what} must be a number of seconds, not {value!r:.80}")
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def _message(value: object) -> str:
-    if not isinstance(value, str):
-        raise InvalidInput(f"a log message must be str, not {type(value).__name__}")
-    return value
-
-
-def _handler_path(handler: Handler) -> str:
-    if callable(handler) and not isinstance(handler, str):
-        module = getattr(handler, "__module__", None)
-        qualname = getattr(handler, "__qualname__", "")
-        path = f"{module}.{qualname}"
-        if not module or not _DOTTED.fullmatch(path):
-            raise InvalidInput(f"handler {handler!r} has no importable dotted path")
-        return path
-    if not isinstance(handler, str) or not _DOTTED.fullmatch(handler):
-        raise InvalidInput(f"handler must be a dotted path 'package.module.function', not {handler!r:.80}")
-    return handler
-
-
-def _parse_record(raw: bytes) -> LogRecord:
-    stamp, code, message = raw.split(b" ", 2)
-    secs, _, ms = stamp.partition(b".")
-    when = datetime.fromtimestamp(int(secs), timezone.utc) + timedelta(milliseconds=int(ms or 0))
-    status = Status(int(code))
-    return (when, (status, status.name), message.decode("utf-8"))
 
 
 def _text(raw: bytes) -> str:
@@ -132,7 +72,7 @@ def _warn_if_evicting(client: Any) -> None:
             f"Redis maxmemory-policy is {policy!r}: Redis may evict task and queue keys "
             "silently; set it to 'noeviction' for redis-atp",
             EvictionPolicyWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
@@ -145,7 +85,10 @@ class Tracker:
         namespace: keys live under ``atp:{namespace}:`` (see :mod:`redis_atp.keys`).
         max_queue_size: ``enqueue_task`` raises :class:`QueueFull` once the queue holds
             this many tasks (``<= 0``: no limit). It is this producer's setting: give
-            every producer of a namespace the same.
+            every producer of a namespace the same. Sharded, each shard holds at most
+            ``ceil(max_queue_size / shards)``.
+        shards: hash tags the namespace spreads over (1: one slot). Every client of a
+            namespace must use the same number; the namespace records it.
         max_input_bytes: largest msgpack-encoded input accepted.
         max_response_bytes: largest response accepted.
         max_log_records: log records kept per task; older ones are dropped.
@@ -157,6 +100,7 @@ class Tracker:
         namespace: str = "atp",
         max_queue_size: int = 64,
         *,
+        shards: int = 1,
         max_input_bytes: int = 1 << 20,
         max_response_bytes: int = 16 << 20,
         max_log_records: int = 100,
@@ -165,27 +109,35 @@ class Tracker:
         if kwargs.get("decode_responses"):
             raise InvalidInput("redis-atp needs a client with decode_responses=False (inputs are binary)")
         for name, value in (("max_input_bytes", max_input_bytes), ("max_response_bytes", max_response_bytes),
-                            ("max_log_records", max_log_records), ("max_queue_size", max_queue_size)):
+                            ("max_log_records", max_log_records), ("max_queue_size", max_queue_size),
+                            ("shards", shards)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidInput(f"{name} must be an int, not {value!r:.80}")
-        if max_log_records < 1 or max_input_bytes < 1 or max_response_bytes < 1:
-            raise InvalidInput("max_log_records, max_input_bytes and max_response_bytes must be positive")
+        if max_log_records < 1 or max_input_bytes < 1 or max_response_bytes < 1 or not 1 <= shards <= 1024:
+            raise InvalidInput("max_log_records, max_input_bytes and max_response_bytes must be positive, "
+                               "and shards 1-1024")
         self.client = redis_client
-        self.keys = Keys(namespace)
         self.namespace = namespace
+        self.shards = shards
+        self.shard_keys = [Keys(namespace, i) for i in range(shards)]
+        self.keys = self.shard_keys[0]
         self.max_queue_size = max_queue_size
         self.max_input_bytes = max_input_bytes
         self.max_response_bytes = max_response_bytes
         self.max_log_records = max_log_records
-        self._run = ScriptRunner(redis_client, self.keys, max_log_records)
+        self._runs = [ScriptRunner(redis_client, k, max_log_records, shards) for k in self.shard_keys]
+        self._cluster = isinstance(redis_client, RedisCluster)
+        self._rotation = 0
         self._owns_client = False
         self._checked = False
 
     @classmethod
     def from_url(cls, url: str = "redis://127.0.0.1:6379/0", namespace: str = "atp",
                  max_queue_size: int = 64, **options: Any) -> Tracker:
-        """A tracker on a new client for ``url`` (``redis://``, ``rediss://``, ``unix://``)."""
-        tracker = cls(redis.Redis.from_url(url), namespace, max_queue_size, **options)
+        """A tracker on a new client for ``url``: ``redis://``, ``rediss://``, ``unix://``,
+        ``redis+cluster://host:port[,…]`` or ``redis+sentinel://host:port[,…]/service``
+        (see :mod:`redis_atp.connection`)."""
+        tracker = cls(client_from_url(url), namespace, max_queue_size, **options)
         tracker._owns_client = True
         return tracker
 
@@ -201,30 +153,66 @@ class Tracker:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Tracker namespace={self.namespace!r} max_queue_size={self.max_queue_size}>"
+        shards = f" shards={self.shards}" if self.shards > 1 else ""
+        return f"<Tracker namespace={self.namespace!r} max_queue_size={self.max_queue_size}{shards}>"
 
-    def _check_server(self) -> None:
-        if not self._checked:
-            self._checked = True
-            _warn_if_evicting(self.client)
+    # ------------------------------------------------------------------ plumbing
+    def _check_server(self, registering: bool = False) -> None:
+        """Once per tracker: the eviction warning, and that the namespace has as many
+        shards as this tracker. A sharded namespace records its count when its first
+        type is registered; one without the record has one shard."""
+        if self._checked:
+            return
+        _warn_if_evicting(self.client)
+        stored = self.client.hget(self.keys.config, "shards")
+        if stored is None and self.shards > 1:
+            if not registering:
+                return  # nothing registered yet: check again on the next call
+            if self.client.hlen(self.keys.types):
+                raise InvalidInput(f"namespace {self.namespace!r} already has task types with shards=1")
+            self.client.hsetnx(self.keys.config, "shards", self.shards)
+            stored = self.client.hget(self.keys.config, "shards")
+        if int(stored or 1) != self.shards:
+            raise InvalidInput(f"namespace {self.namespace!r} has {int(stored or 1)} shards; this tracker "
+                               f"was created with shards={self.shards}")
+        self._checked = True
 
-    def _call(self, name: str, *args: Any, extra_keys: tuple[str, ...] = ()) -> Any:
+    def _call(self, name: str, *args: Any, shard: int = 0, extra_keys: tuple[str, ...] = ()) -> Any:
         self._check_server()
-        return self._run(name, *args, extra_keys=extra_keys)
+        return self._runs[shard](name, *args, extra_keys=extra_keys)
 
-    def _checked_call(self, subject: str, name: str, *args: Any) -> Any:
+    def _checked_call(self, subject: str, name: str, *args: Any, shard: int = 0) -> Any:
         """Run a script; a refusal (negative code, optionally with details) raises."""
-        result = self._call(name, *args)
+        result = self._call(name, *args, shard=shard)
         if isinstance(result, int) and result < 0:
             raise error_for_code(result, subject)
         if isinstance(result, list) and result and isinstance(result[0], int) and result[0] < 0:
             raise error_for_code(result[0], subject, result[1:])
         return result
 
+    def _many(self, calls: Sequence[Call]) -> list[Any]:
+        self._check_server()
+        return run_many(self.client, calls)
+
+    def _shard_of_id(self, task_id: int) -> int:
+        return task_id % self.shards
+
+    def _next_shards(self) -> list[int]:
+        """Every shard once, starting from a rotating one (fair dequeues)."""
+        start = self._rotation = (self._rotation + 1) % self.shards
+        return [(start + k) % self.shards for k in range(self.shards)]
+
+    def _pipeline_each_shard(self, command: str, *args: Any, key: str) -> list[Any]:
+        """Run a plain command once per shard (``key``: the attribute of :class:`Keys`)."""
+        pipe = self.client.pipeline(transaction=False)
+        for keys in self.shard_keys:
+            pipe.execute_command(command, getattr(keys, key), *args)
+        return list(pipe.execute())
+
     # ------------------------------------------------------------------ task types
     def register_task_type(self, identifier: str, handler: Handler, timeout: float = 3600,
                            timeret: float = -1, maxrestart: int = 2) -> None:
-        """Create a task type, or update its settings (script ``register_type``).
+        """Create a task type, or update its settings (script ``register_type``, once per shard).
 
         ``timeout``: seconds after a task's last status change at which an unfinished
         task is abandoned (``<= 0``: never). ``timeret``: seconds a finished task is
@@ -235,68 +223,72 @@ class Tracker:
             InvalidInput: bad name, handler path, or settings.
         """
         check_text("task type", identifier)
-        path = _handler_path(handler)
+        path = validate.handler_path(handler)
         if isinstance(maxrestart, bool) or not isinstance(maxrestart, int):
             raise InvalidInput(f"maxrestart must be an int, not {maxrestart!r:.80}")
-        self._call("register_type", identifier, path, _seconds("timeout", timeout),
-                   _seconds("timeret", timeret), max(0, maxrestart), extra_keys=(self.keys.typeseq,))
+        args = (identifier, path, validate.seconds("timeout", timeout), validate.seconds("timeret", timeret),
+                max(0, maxrestart))
+        self._check_server(registering=True)
+        for shard, keys in enumerate(self.shard_keys):
+            self._call("register_type", *args, shard=shard, extra_keys=(keys.typeseq,))
 
     def unregister_task_type(self, identifier: str, force: bool = False) -> None:
         """Remove a task type (script ``unregister_type``, in steps over the id buckets).
 
         Without ``force`` it refuses while any task of the type exists; with ``force``
         every task of the type goes first (all its keys, queue entries, deadlines).
-        The walk costs O(task ids ever issued / 100) bucket reads.
+        The walk costs O(task ids ever issued / 100) bucket reads. Sharded, every
+        shard is checked before the type is removed from any.
 
         Raises:
             TaskTypeNotFound: no such type.
             TaskTypeInUse: tasks of the type exist and ``force`` is false.
         """
         check_text("task type", identifier)
-        bucket = 0
-        while True:
-            done, bucket, _ = self._checked_call(
-                f"task type {identifier!r}", "unregister_type", identifier,
-                "1" if force else "0", bucket, _BUCKETS_PER_STEP)
-            if done:
-                return
+        passes = [True, False] if self.shards > 1 and not force else [False]
+        for check_only in passes:
+            for shard in range(self.shards):
+                bucket, done = 0, 0
+                while not done:
+                    done, bucket, _ = self._checked_call(
+                        f"task type {identifier!r}", "unregister_type", identifier, "1" if force else "0",
+                        bucket, _BUCKETS_PER_STEP, "1" if check_only else "0", shard=shard)
 
     def get_task_type(self, identifier: str) -> TaskType:
-        """The settings and counters of one task type.
+        """The settings and counters (summed over shards) of one task type.
 
         Raises:
             TaskTypeNotFound: no such type.
         """
         check_text("task type", identifier)
-        number = self.client.hget(self.keys.types, identifier)
-        if number is None:
+        numbers = self._pipeline_each_shard("HGET", identifier, key="types")
+        if numbers[0] is None:
             raise error_for_code(Code.TYPE_NOT_FOUND, f"task type {identifier!r}")
-        return self._task_type(self.client.hgetall(self.keys.type(number.decode())))
+        pipe = self.client.pipeline(transaction=False)
+        for keys, number in zip(self.shard_keys, numbers, strict=True):
+            pipe.hgetall(keys.type(number.decode()) if number else keys.type("missing"))
+        hashes = [h for h in pipe.execute() if h]
+        first = hashes[0]
+        counts = {c: sum(int(h.get(c.encode(), 0)) for h in hashes) for c in _COUNTS}
+        return TaskType(name=_text(first[b"name"]), handler=_text(first[b"handler"]),
+                        timeout=float(first[b"timeout"]), timeret=float(first[b"timeret"]),
+                        maxrestart=int(first[b"maxrestart"]), counts=counts)
 
     def list_task_types(self) -> list[TaskType]:
         """Every registered task type, sorted by name."""
-        numbers = self.client.hvals(self.keys.types)
-        pipe = self.client.pipeline(transaction=False)
-        for n in numbers:
-            pipe.hgetall(self.keys.type(n.decode()))
-        return sorted((self._task_type(h) for h in pipe.execute() if h), key=lambda t: t.name)
-
-    @staticmethod
-    def _task_type(h: dict[bytes, bytes]) -> TaskType:
-        counts = {f: int(h.get(f.encode(), 0)) for f in
-                  ("accepted", "scheduled", "running", "paused", "finished_total", "failed_total")}
-        return TaskType(name=_text(h[b"name"]), handler=_text(h[b"handler"]),
-                        timeout=float(h[b"timeout"]), timeret=float(h[b"timeret"]),
-                        maxrestart=int(h[b"maxrestart"]), counts=counts)
+        return [self.get_task_type(_text(n)) for n in sorted(self.client.hkeys(self.keys.types))]
 
     # ------------------------------------------------------------------ queue
     def get_queue_size(self) -> int:
-        """Tasks waiting in the queue (``LLEN``)."""
-        return int(self.client.llen(self.keys.queue))
+        """Tasks waiting in the queue (``LLEN``, summed over shards)."""
+        return sum(int(n) for n in self._pipeline_each_shard("LLEN", key="queue"))
 
     def get_max_queue_size(self) -> int:
         """The queue limit ``enqueue_task`` enforces (``<= 0``: none)."""
         return self.max_queue_size
+
+    def _shard_limit(self) -> int:
+        return self.max_queue_size if self.max_queue_size <= 0 else math.ceil(self.max_queue_size / self.shards)
 
     def enqueue_task(self, type: str, identifier: str, input: Any, message: str = "") -> int:
         """Create a task (ACCEPTED) at the tail of the queue; returns its new id (script ``enqueue``).
@@ -311,13 +303,14 @@ class Tracker:
             InvalidInput: bad identifier, or an input msgpack cannot encode or too large.
         """
         args = self._task_args(type, identifier, input, message)
-        result = self._call("enqueue", self.max_queue_size, 1, *args)[0]
+        shard = Keys.shard_of(args[2], self.shards)
+        result = self._call("enqueue", self._shard_limit(), 1, *args, shard=shard)[0]
         if result < 0:
             raise error_for_code(result, f"task {type!r}::{identifier!r}")
         return int(result)
 
     def enqueue_many(self, tasks: Iterable[Sequence[Any]], *, chunk: int = 1000) -> list[int | RedisATPError]:
-        """Enqueue many tasks, ``chunk`` per script call (script ``enqueue``).
+        """Enqueue many tasks, ``chunk`` per script call (script ``enqueue``, pipelined).
 
         ``tasks`` holds ``(type, identifier, input)`` or ``(type, identifier, input,
         message)``. Each task is checked and created on its own, with the same
@@ -327,35 +320,44 @@ class Tracker:
         sent: one bad input raises :class:`InvalidInput` and nothing is written.
         """
         items = list(tasks)
-        args: list[Any] = []
-        for item in items:
+        by_shard: dict[int, list[tuple[int, list[Any]]]] = {}
+        for i, item in enumerate(items):
             if not 3 <= len(item) <= 4:
                 raise InvalidInput("each task is (type, identifier, input[, message])")
-            args.extend(self._task_args(*item))
-        step = max(1, chunk)
-        calls = [("enqueue", (self.max_queue_size, len(part) // 5, *part))
-                 for part in (args[i * 5:(i + step) * 5] for i in range(0, len(items), step))]
-        self._check_server()
-        results = [r for reply in self._run.many(calls) for r in reply]
-        return [r if r > 0 else error_for_code(r, f"task {items[i][0]!r}::{items[i][1]!r}")
-                for i, r in enumerate(results)]
+            args = self._task_args(*item)
+            by_shard.setdefault(Keys.shard_of(args[2], self.shards), []).append((i, args))
+        step, limit = max(1, chunk), self._shard_limit()
+        calls: list[Call] = []
+        order: list[list[int]] = []
+        for shard, entries in by_shard.items():
+            for start in range(0, len(entries), step):
+                part = entries[start:start + step]
+                calls.append((self._runs[shard], "enqueue", (limit, len(part), *(a for _, args in part for a in args))))
+                order.append([i for i, _ in part])
+        results: list[int | RedisATPError] = [0] * len(items)
+        for indices, reply in zip(order, self._many(calls), strict=True):
+            for i, r in zip(indices, reply, strict=True):
+                results[i] = r if r > 0 else error_for_code(r, f"task {items[i][0]!r}::{items[i][1]!r}")
+        return results
 
     def _task_args(self, type: str, identifier: str, input: Any, message: str = "") -> list[Any]:
         tname = check_text("task type", type)
         ident = check_text("identifier", identifier)
         return [tname, ident, Keys.task_digest(tname, ident), pack_input(input, self.max_input_bytes),
-                _message(message)]
+                validate.message(message)]
 
     def reenqueue_task(self, task_id: int, message: str = "", *, token: int | None = None) -> None:
         """Put a task back to ACCEPTED at the tail of the queue, ignoring the size limit
-        (script ``reenqueue``). A finished task is re-run: its retention TTL is cleared.
+        (script ``reenqueue``); a queued task keeps its place. A finished task is
+        re-run: its retention TTL is cleared and its restart count reset.
 
         Raises:
             TaskNotFound: no such task.
             StaleTask: ``token`` is given and that run no longer owns the task.
         """
-        tid = _task_id(task_id)
-        self._checked_call(f"task {tid}", "reenqueue", tid, _token(token), _message(message))
+        tid = validate.task_id(task_id)
+        self._checked_call(f"task {tid}", "reenqueue", tid, validate.token(token), validate.message(message),
+                           shard=self._shard_of_id(tid))
 
     def dequeue_task(self, server_id: str, message: str = "", *, count: int = 1,
                      timeout: float | None = None) -> list[int]:
@@ -363,8 +365,9 @@ class Tracker:
         (script ``dequeue``): SCHEDULED, owned, with a deadline. Returns their ids.
 
         With ``timeout`` > 0, waits up to that many seconds for a task, woken by
-        enqueue (``BZPOPMIN`` on the wake key), not by polling. Use :meth:`claim`
-        to get each run's fencing token as well.
+        enqueue (``BZPOPMIN`` on the wake key), not by polling. Sharded, the tasks
+        come from one shard, tried in a rotating order. Use :meth:`claim` to get
+        each run's fencing token as well.
 
         Raises:
             QueueEmpty: nothing to take (or the wait ran out).
@@ -383,7 +386,7 @@ class Tracker:
                       count: int = 1, timeout: float | None = None) -> list[StartedTask]:
         """Claim up to ``count`` tasks and start them (SCHEDULED, then RUNNING) in one
         script call: the worker's way to take work in one round trip."""
-        return self._started(self._dequeue(server_id, message, count, timeout, _message(start_message)))
+        return self._started(self._dequeue(server_id, message, count, timeout, validate.message(start_message)))
 
     def advance(self, server_id: str, ended: tuple[TaskStatus, Status, str] | None = None,
                 start_message: str = "", count: int = 1) -> tuple[int, list[StartedTask]]:
@@ -396,18 +399,34 @@ class Tracker:
         an empty list means the queue is empty (see :meth:`wait_for_work`).
         """
         owner = check_text("server id", server_id)
+        odig = Keys.owner_digest(owner)
+        start = validate.message(start_message)
         if ended is None:
             end_args: tuple[Any, ...] = ("", "", "", "")
+            shards = self._next_shards()
         else:
             ts, outcome, message = ended
-            end_args = (_task_id(ts.task_id), _token(ts.token), int(outcome), _message(message))
-        reply = self._call("advance", owner, Keys.owner_digest(owner), *end_args, count, _message(start_message))
-        return int(reply[0]), self._started(reply[1:])
+            tid = validate.task_id(ts.task_id)
+            end_args = (tid, validate.token(ts.token), int(outcome), validate.message(message))
+            first = self._shard_of_id(tid)
+            shards = [first] + [s for s in self._next_shards() if s != first]
+        reply = self._call("advance", owner, odig, *end_args, count, start, shard=shards[0])
+        started = self._started(reply[1:])
+        for shard in shards[1:] if not started else []:
+            started = self._started(self._call("dequeue", owner, odig, count, "", "1", start, shard=shard))
+            if started:
+                break
+        return int(reply[0]), started
 
     def wait_for_work(self, timeout: float) -> bool:
         """Block up to ``timeout`` seconds until an enqueue signals work (``BZPOPMIN``
-        on the wake key; no polling). True if woken; another waiter may still win."""
-        return self.client.execute_command("BZPOPMIN", self.keys.wake, f"{max(timeout, 0.001):.3f}") is not None
+        on the wake keys; no polling). True if woken; another waiter may still win.
+        On a Redis Cluster with shards, one shard's key at a time, in slices."""
+        keys = [k.wake for k in self.shard_keys]
+        if self._cluster and self.shards > 1:
+            keys = [keys[self._next_shards()[0]]]
+            timeout = min(timeout, _CLUSTER_WAIT_SLICE)
+        return self.client.execute_command("BZPOPMIN", *keys, f"{max(timeout, 0.001):.3f}") is not None
 
     def _started(self, reply: list[Any]) -> list[StartedTask]:
         return [StartedTask(TaskStatus(int(reply[i]), tracker=self, token=int(reply[i + 1])),
@@ -420,13 +439,14 @@ class Tracker:
         owner = check_text("server id", server_id)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise InvalidInput(f"count must be a positive int, not {count!r:.80}")
-        args = (owner, Keys.owner_digest(owner), count, _message(message),
+        args = (owner, Keys.owner_digest(owner), count, validate.message(message),
                 "0" if start_message is None else "1", start_message or "")
         deadline = None if not timeout or timeout <= 0 else time.monotonic() + timeout
         while True:
-            reply = self._call("dequeue", *args)
-            if reply:
-                return list(reply)
+            for shard in self._next_shards():
+                reply = self._call("dequeue", *args, shard=shard)
+                if reply:
+                    return list(reply)
             remaining = 0.0 if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 raise QueueEmpty("the task queue is empty")
@@ -442,16 +462,18 @@ class Tracker:
             TaskNotFound, StaleTask, InvalidTransition: the task is not SCHEDULED,
             RUNNING or PAUSED.
         """
-        tid = _task_id(task_id)
+        tid = validate.task_id(task_id)
         t, ident, handler, raw = self._checked_call(
-            f"task {tid}", "start", tid, _token(token), _message(message))
+            f"task {tid}", "start", tid, validate.token(token), validate.message(message),
+            shard=self._shard_of_id(tid))
         return (_text(t), _text(ident), _text(handler), unpack_input(raw))
 
     def _finish(self, task_id: int, status: Status, message: str, token: int | None,
                 if_unfinished: bool = False) -> bool:
-        tid = _task_id(task_id)
-        return bool(self._checked_call(f"task {tid}", "finish", tid, _token(token), int(status),
-                                       _message(message), "1" if if_unfinished else "0"))
+        tid = validate.task_id(task_id)
+        return bool(self._checked_call(f"task {tid}", "finish", tid, validate.token(token), int(status),
+                                       validate.message(message), "1" if if_unfinished else "0",
+                                       shard=self._shard_of_id(tid)))
 
     def stop_task_success(self, task_id: int, message: str = "", *, token: int | None = None) -> None:
         """Mark a task FINISHED (script ``finish``). Unfenced, any task may be ended; a
@@ -486,8 +508,9 @@ class Tracker:
         self._progress(task_id, Status.RUNNING, message, token)
 
     def _progress(self, task_id: int, status: Status, message: str, token: int | None) -> None:
-        tid = _task_id(task_id)
-        self._checked_call(f"task {tid}", "progress", tid, _token(token), int(status), _message(message))
+        tid = validate.task_id(task_id)
+        self._checked_call(f"task {tid}", "progress", tid, validate.token(token), int(status),
+                           validate.message(message), shard=self._shard_of_id(tid))
 
     def set_task_response(self, task_id: int, response: str | bytes, mime_type: str = "text/xml", *,
                           token: int | None = None) -> None:
@@ -496,21 +519,24 @@ class Tracker:
         Raises:
             TaskNotFound, StaleTask, InvalidInput: not str/bytes, or too large.
         """
-        tid = _task_id(task_id)
+        tid = validate.task_id(task_id)
         raw, kind = pack_response(response, self.max_response_bytes)
         if not isinstance(mime_type, str):
             raise InvalidInput(f"mime_type must be str, not {type(mime_type).__name__}")
-        self._checked_call(f"task {tid}", "set_response", tid, _token(token), raw, kind, mime_type)
+        self._checked_call(f"task {tid}", "set_response", tid, validate.token(token), raw, kind, mime_type,
+                           shard=self._shard_of_id(tid))
 
     # ------------------------------------------------------------------ reads
     def _read(self, task_id: int, what: str) -> list[Any]:
-        tid = _task_id(task_id)
-        return self._checked_call(f"task {tid}", "read_task", tid, "", "", "", what)  # type: ignore[no-any-return]
+        tid = validate.task_id(task_id)
+        return self._checked_call(f"task {tid}", "read_task", tid, "", "", "", what,  # type: ignore[no-any-return]
+                                  shard=self._shard_of_id(tid))
 
     def _read_by_identifier(self, type: str, identifier: str, what: str) -> list[Any]:
         tname, ident = check_text("task type", type), check_text("identifier", identifier)
+        digest = Keys.task_digest(tname, ident)
         return self._checked_call(f"task {type!r}::{identifier!r}", "read_task", "",  # type: ignore[no-any-return]
-                                  Keys.task_digest(tname, ident), tname, ident, what)
+                                  digest, tname, ident, what, shard=Keys.shard_of(digest, self.shards))
 
     def get_task_info(self, task_id: int) -> tuple[str, str, Status, str]:
         """``(type, identifier, code, name)`` of a task. Raises :class:`TaskNotFound`."""
@@ -544,7 +570,7 @@ class Tracker:
     def get_task_log(self, type: str, identifier: str) -> list[LogRecord]:
         """The task's log, oldest first: ``(datetime UTC, (code, name), message)`` records.
         Raises :class:`TaskNotFound`."""
-        return [_parse_record(r) for r in self._read_by_identifier(type, identifier, "log") if r]
+        return [parse_record(r) for r in self._read_by_identifier(type, identifier, "log") if r]
 
     def get_task_input(self, task_id: int) -> Any:
         """The decoded input of a task. Raises :class:`TaskNotFound`."""
@@ -563,22 +589,23 @@ class Tracker:
             "deadline_ms": int(v[9]) if v[9] else None,
             "response_bytes": int(v[10]), "mime_type": _text(v[11]) or None,
             "input": unpack_input(v[12]),
-            "log": [_parse_record(r) for r in v[13:] if r],
-            "key": self.keys.task(Keys.task_digest(v[1], v[2])),
+            "log": [parse_record(r) for r in v[13:] if r],
+            "key": self.shard_keys[self._shard_of_id(int(v[0]))].task(Keys.task_digest(v[1], v[2])),
         }
 
     # ------------------------------------------------------------------ deletion, housekeeping
     def delete_task(self, task_id: int) -> None:
         """Delete a task and every key and index entry of it (script ``delete``).
         Raises :class:`TaskNotFound`."""
-        tid = _task_id(task_id)
-        self._checked_call(f"task {tid}", "delete", tid, "", "", "")
+        tid = validate.task_id(task_id)
+        self._checked_call(f"task {tid}", "delete", tid, "", "", "", shard=self._shard_of_id(tid))
 
     def delete_task_by_identifier(self, type: str, identifier: str) -> None:
         """Delete task ``(type, identifier)`` (script ``delete``). Raises :class:`TaskNotFound`."""
         tname, ident = check_text("task type", type), check_text("identifier", identifier)
-        self._checked_call(f"task {type!r}::{identifier!r}", "delete", "",
-                           Keys.task_digest(tname, ident), tname, ident)
+        digest = Keys.task_digest(tname, ident)
+        self._checked_call(f"task {type!r}::{identifier!r}", "delete", "", digest, tname, ident,
+                           shard=Keys.shard_of(digest, self.shards))
 
     def reenqueue_zombie_tasks(self, message: str = "") -> list[tuple[int, str]]:
         """Tasks past their deadline go back to the queue, or to FAILED once they used
@@ -588,15 +615,17 @@ class Tracker:
 
     def reap_zombies(self, message: str = "") -> list[tuple[int, str, str, Status]]:
         """Like :meth:`reenqueue_zombie_tasks`, returning ``(id, type, identifier, new status)``."""
-        msg = _message(message)
+        msg = validate.message(message)
         acted: list[tuple[int, str, str, Status]] = []
-        while True:
-            reply = self._call("reap_zombies", _REAP_BATCH, msg)
-            for i in range(0, len(reply), 4):
-                tid, kind, ident, status = reply[i:i + 4]
-                acted.append((int(tid), _text(kind), _text(ident), Status(int(status))))
-            if len(reply) < _REAP_BATCH * 4:
-                return acted
+        for shard in range(self.shards):
+            while True:
+                reply = self._call("reap_zombies", _REAP_BATCH, msg, shard=shard)
+                for i in range(0, len(reply), 4):
+                    tid, kind, ident, status = reply[i:i + 4]
+                    acted.append((int(tid), _text(kind), _text(ident), Status(int(status))))
+                if len(reply) < _REAP_BATCH * 4:
+                    break
+        return acted
 
     def delete_retired_tasks(self) -> list[tuple[int, str]]:
         """Remove FINISHED/FAILED tasks whose retention, by their type's current ``timeret``,
@@ -604,17 +633,19 @@ class Tracker:
         every task that ended under a positive ``timeret``, so nothing needs to call
         this for memory to be freed; it catches tasks kept by an older setting."""
         removed: list[tuple[int, str]] = []
-        bucket = 0
-        while True:
-            bucket, step = self.retire_step(bucket, _BUCKETS_PER_STEP)
-            removed += step
-            if not bucket:
-                return removed
+        for shard in range(self.shards):
+            bucket = 0
+            while True:
+                bucket, step = self.retire_step(shard, bucket, _BUCKETS_PER_STEP)
+                removed += step
+                if not bucket:
+                    break
+        return removed
 
-    def retire_step(self, first_bucket: int, buckets: int) -> tuple[int, list[tuple[int, str]]]:
-        """One step of :meth:`delete_retired_tasks` over ``buckets`` id buckets from
-        ``first_bucket``; returns the next bucket (0 after the last) and what it removed."""
-        reply = self._call("retire", first_bucket, buckets)
+    def retire_step(self, shard: int, first_bucket: int, buckets: int) -> tuple[int, list[tuple[int, str]]]:
+        """One step of :meth:`delete_retired_tasks` on one shard over ``buckets`` id buckets
+        from ``first_bucket``; returns the next bucket (0 after the last) and what it removed."""
+        reply = self._call("retire", first_bucket, buckets, shard=shard)
         removed = [(int(reply[i]), f"{_text(reply[i + 1])}::{_text(reply[i + 2])}")
                    for i in range(1, len(reply), 3)]
         return int(reply[0]), removed
@@ -622,20 +653,18 @@ class Tracker:
     # ------------------------------------------------------------------ inspection
     def count_overdue(self) -> int:
         """Live tasks past their deadline (what the next zombie sweep would act on)."""
-        return int(self.client.zcount(self.keys.deadlines, "-inf", int(time.time() * 1000)))
+        return sum(int(n) for n in self._pipeline_each_shard("ZCOUNT", "-inf", int(time.time() * 1000),
+                                                             key="deadlines"))
 
     def last_task_id(self) -> int:
         """The last task id handed out (0 if none)."""
-        return int(self.client.get(self.keys.seq) or 0)
+        seqs = self._pipeline_each_shard("GET", key="seq")
+        return max(int(seq or 0) * self.shards + shard if seq else 0 for shard, seq in enumerate(seqs))
 
-    def id_buckets(self) -> int:
-        """How many id buckets the namespace spans (``last_task_id() // 100 + 1``)."""
-        return self.last_task_id() // IDS_PER_BUCKET + 1
-
-
-def _token(token: int | None) -> str:
-    if token is None:
-        return ""
-    if isinstance(token, bool) or not isinstance(token, int):
-        raise InvalidInput(f"token must be an int run number, not {token!r:.80}")
-    return str(token)
+    def shard_stats(self) -> list[dict[str, Any]]:
+        """Per-shard figures for operators: key prefix, queue size, live and overdue tasks."""
+        queues = self._pipeline_each_shard("LLEN", key="queue")
+        live = self._pipeline_each_shard("ZCARD", key="deadlines")
+        overdue = self._pipeline_each_shard("ZCOUNT", "-inf", int(time.time() * 1000), key="deadlines")
+        return [{"shard": i, "prefix": k.prefix, "queue": int(q), "with_deadline": int(lv), "overdue": int(o)}
+                for i, (k, q, lv, o) in enumerate(zip(self.shard_keys, queues, live, overdue, strict=True))]

@@ -3,7 +3,8 @@ tasks of workers that died or lost their connection's replies.
 
 A worker process registers in the ``workers`` hash and keeps a heartbeat hash
 ``worker:<digest>`` whose TTL its supervisor renews; each of its threads is an
-owner (``<worker id>/<n>``) with its own set of live tasks. See :mod:`redis_atp.keys`.
+owner (``<worker id>/<n>``) with its own set of live tasks on each shard. The
+registry and heartbeats live on shard 0. See :mod:`redis_atp.keys`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from .client import Tracker
 from .keys import Keys
 from .status import Status
 
-__all__ = ["Fleet", "WorkerInfo", "Recovered"]
+__all__ = ["Fleet", "WorkerInfo", "Recovered", "slot_ids"]
 
 #: ``(task id, type, identifier, new status)`` of a task a recovery acted on.
 Recovered = tuple[int, str, str, Status]
-#: Id buckets the housekeeping round's retention sweep visits per round.
+#: Id buckets per shard the housekeeping round's retention sweep visits per round.
 RETIRE_BUCKETS_PER_ROUND = 20
 
 
@@ -78,47 +79,77 @@ class Fleet:
             pipe.pexpire(key, self.grace_ms)
         pipe.execute()
 
+    def _release(self, slot: str, message: str, restart: bool, guard: str = "",
+                 keep: Iterable[int] = ()) -> list[Recovered]:
+        """Script ``release_owned`` for one owner digest on every shard; ``guard`` (a key on
+        shard 0) must be missing for shard 0 to act."""
+        out: list[Recovered] = []
+        keep = list(keep)
+        for shard in range(self.tracker.shards):
+            mine = [k for k in keep if k % self.tracker.shards == shard]
+            out += _recovered(self.tracker._call("release_owned", slot, message, "1" if restart else "0",
+                                                 guard if shard == 0 else "", *mine, shard=shard))
+        return out
+
+    def reap(self, worker_id: str | None = None, message: str = "", restart: bool = True) -> list[Recovered]:
+        """Recover the tasks of ``worker_id`` now (its process exited), or, with ``None``,
+        of every worker whose heartbeat expired, and drop those workers from the
+        registry (script ``release_owned`` per owner and shard). With ``restart`` each
+        recovery counts against the task's ``maxrestart``; without, the tasks just go
+        back (an orderly shutdown). On shard 0 the heartbeat is re-checked atomically
+        with the recovery; sharded, a worker that comes back in the middle of its
+        reaping may lose the tasks it took meanwhile on other shards (fenced out)."""
+        registry = {k.decode(): json.loads(v) for k, v in self.client.hgetall(self.keys.workers).items()}
+        if worker_id is not None:
+            dead = {worker_id: registry[worker_id]} if worker_id in registry else {}
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            for info in registry.values():
+                pipe.exists(self.keys.worker(info["digest"]))
+            dead = {w: info for (w, info), alive in zip(registry.items(), pipe.execute(), strict=True)
+                    if not alive}
+        out: list[Recovered] = []
+        for wid, info in dead.items():
+            why = message or f"worker {wid} lost its heartbeat"
+            guard = "" if worker_id is not None else self.keys.worker(info["digest"])
+            for slot in info["slots"]:
+                out += self._release(slot, why, restart, guard)
+            self.deregister(wid)
+        return out
+
+    def release(self, owner: str, keep: Iterable[int] = (), message: str = "") -> list[Recovered]:
+        """Put back every live task ``owner`` holds except ``keep`` (script ``release_owned``):
+        after a reconnect, or at a cold shutdown. Not counted as a restart."""
+        return self._release(Keys.owner_digest(owner.encode()), message, False, keep=keep)
+
     def deregister(self, worker_id: str) -> None:
-        """Remove a worker that exited cleanly (after its tasks were released or reaped)."""
+        """Remove a worker from the registry (after its tasks were released or reaped)."""
         digest = Keys.owner_digest(worker_id.encode())
         pipe = self.client.pipeline(transaction=True)
         pipe.hdel(self.keys.workers, worker_id)
         pipe.delete(self.keys.worker(digest))
         pipe.execute()
 
-    def reap(self, worker_id: str | None = None, message: str = "", restart: bool = True) -> list[Recovered]:
-        """Recover the tasks of ``worker_id`` now (its process exited), or, with ``None``,
-        of every worker whose heartbeat expired, and drop those workers from the
-        registry (script ``reap_workers``). With ``restart`` each recovery counts
-        against the task's ``maxrestart``; without, the tasks just go back (an
-        orderly shutdown)."""
-        reply = self.tracker._call("reap_workers", self.keys.worker_prefix, worker_id or "", message,
-                                   "1" if restart else "0", extra_keys=(self.keys.workers,))
-        return _recovered(reply)
-
-    def release(self, owner: str, keep: Iterable[int] = (), message: str = "") -> list[Recovered]:
-        """Put back every live task ``owner`` holds except ``keep`` (script ``release_owned``):
-        after a reconnect, or at a cold shutdown. Not counted as a restart."""
-        digest = Keys.owner_digest(owner.encode())
-        return _recovered(self.tracker._call("release_owned", digest, message, *keep))
-
     def housekeeping(self, interval: float) -> tuple[list[Recovered], list[Recovered], int] | None:
         """One round of fleet housekeeping, run by at most one worker per ``interval``
         (a ``SET NX PX`` lock): reap workers whose heartbeat expired, re-enqueue zombie
-        tasks, and one step of the retention sweep. Returns what it did, or ``None``
-        when another worker holds the round. Every step is safe to run concurrently;
-        the lock only saves work."""
+        tasks, and one step of the retention sweep on each shard. Returns what it did,
+        or ``None`` when another worker holds the round. Every step is safe to run
+        concurrently; the lock only saves work."""
         if not self.client.set(self.keys.housekeeping, str(time.time()), nx=True, px=int(interval * 1000)):
             return None
         dead = self.reap()
         zombies = self.tracker.reap_zombies()
-        cursor = int(self.client.get(self.keys.retire_cursor) or 0)
-        cursor, retired = self.tracker.retire_step(cursor, RETIRE_BUCKETS_PER_ROUND)
-        self.client.set(self.keys.retire_cursor, cursor)
-        return dead, zombies, len(retired)
+        retired = 0
+        for shard, keys in enumerate(self.tracker.shard_keys):
+            cursor = int(self.client.get(keys.retire_cursor) or 0)
+            cursor, removed = self.tracker.retire_step(shard, cursor, RETIRE_BUCKETS_PER_ROUND)
+            self.client.set(keys.retire_cursor, cursor)
+            retired += len(removed)
+        return dead, zombies, retired
 
     def workers(self) -> list[WorkerInfo]:
-        """The registered worker processes whose heartbeat is alive."""
+        """The registered worker processes whose heartbeat is alive, with their live tasks."""
         registry = self.client.hgetall(self.keys.workers)
         pipe = self.client.pipeline(transaction=False)
         entries = []
@@ -128,13 +159,14 @@ class Fleet:
             pipe.hgetall(key)
             pipe.pttl(key)
             for slot in info["slots"]:
-                pipe.smembers(self.keys.owned(slot))
-            entries.append((worker_id.decode(), len(info["slots"])))
+                for keys in self.tracker.shard_keys:
+                    pipe.smembers(keys.owned(slot))
+            entries.append((worker_id.decode(), len(info["slots"]) * self.tracker.shards))
         replies = iter(pipe.execute())
         out = []
-        for worker_id, nslots in entries:
+        for worker_id, nsets in entries:
             h, ttl = next(replies), next(replies)
-            tasks = sorted(int(t) for _ in range(nslots) for t in next(replies))
+            tasks = sorted(int(t) for _ in range(nsets) for t in next(replies))
             if h:
                 out.append(WorkerInfo(id=worker_id, host=h[b"host"].decode(), pid=int(h[b"pid"]),
                                       threads=int(h[b"threads"]), started=float(h[b"started"]),

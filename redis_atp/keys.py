@@ -3,13 +3,18 @@
 All keys of namespace ``NS`` start with ``atp:{NS}:``: the braces are a Redis
 Cluster hash tag, so a namespace lives in one slot and every script runs on a
 cluster, and a Redis ACL key pattern ``~atp:{NS}:*`` confines a client to it.
+A namespace sharded over S hash tags (``Tracker(..., shards=S)``) keeps shard 0
+there and puts shard ``i`` under ``atp:{NS/i}:`` (ACL: ``~atp:{NS}:* ~atp:{NS/*``);
+every shard has the layout below, and ``config`` (shard 0) records S.
 Key names hold only the namespace, fixed words, integers and fixed-length
 digests, never raw user text.
 
 ==============================  ======  ===================================================
 key                             type    contents
 ==============================  ======  ===================================================
-``atp:{NS}:seq``                string  last task id handed out (``INCR``; ids are never reused)
+``atp:{NS}:seq``                string  last task sequence number of the shard; task id =
+                                        seq * S + shard (ids are never reused)
+``atp:{NS}:config``             hash    ``shards``: the namespace's shard count
 ``atp:{NS}:queue``              list    ids of ACCEPTED tasks, oldest first (``RPUSH``/``LPOP``)
 ``atp:{NS}:deadlines``          zset    id -> deadline (ms since epoch) of each live task
                                         whose type has ``timeout > 0``
@@ -94,19 +99,21 @@ class Keys:
     """The key names of one namespace (the layout table is this module's docstring)."""
 
     __slots__ = (
-        "namespace", "prefix", "seq", "queue", "deadlines", "wake", "types", "typeseq",
+        "namespace", "shard", "prefix", "seq", "config", "queue", "deadlines", "wake", "types", "typeseq",
         "workers", "housekeeping", "retire_cursor", "task_prefix", "ids_prefix", "type_prefix",
         "owned_prefix", "worker_prefix",
     )
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, shard: int = 0) -> None:
         if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
             raise InvalidInput(
                 f"namespace must be 1-64 characters of A-Z a-z 0-9 _ . - , not {namespace!r:.80}"
             )
         self.namespace = namespace
-        self.prefix = p = f"atp:{{{namespace}}}:"
+        self.shard = shard
+        self.prefix = p = f"atp:{{{namespace}}}:" if shard == 0 else f"atp:{{{namespace}/{shard}}}:"
         self.seq = p + "seq"
+        self.config = p + "config"
         self.queue = p + "queue"
         self.deadlines = p + "deadlines"
         self.wake = p + "wake"
@@ -127,6 +134,11 @@ class Keys:
         return _digest(type_name, identifier)
 
     @staticmethod
+    def shard_of(digest: str, shards: int) -> int:
+        """The shard a task with this digest lives on (bits of the digest the key also uses)."""
+        return 0 if shards == 1 else int.from_bytes(base64.urlsafe_b64decode(digest)[:4], "big") % shards
+
+    @staticmethod
     @lru_cache(maxsize=4096)
     def owner_digest(owner: bytes) -> str:
         """The fixed-length digest naming an owner's (``serverID``'s) set of tasks."""
@@ -136,9 +148,10 @@ class Keys:
         """The task hash named by ``digest`` (see :meth:`task_digest`)."""
         return self.task_prefix + digest
 
-    def ids_bucket(self, task_id: int) -> str:
-        """The id-bucket hash that maps ``task_id`` to its task digest."""
-        return f"{self.ids_prefix}{task_id // IDS_PER_BUCKET}"
+    def ids_bucket(self, task_id: int, shards: int = 1) -> str:
+        """The id-bucket hash that maps ``task_id`` to its task digest (ids of a shard
+        are ``seq * shards + shard``; a bucket holds 100 of that shard's ids)."""
+        return f"{self.ids_prefix}{task_id // (IDS_PER_BUCKET * shards)}"
 
     def type(self, number: int | str) -> str:
         """The hash of the task type with this type number."""

@@ -36,12 +36,12 @@ try:
 except ImportError:  # pure-Python redis-py packing then
     _pack = None
 
-__all__ = ["Script", "ScriptRunner", "SCRIPT_NAMES"]
+__all__ = ["Script", "ScriptRunner", "SCRIPT_NAMES", "run_many", "Call"]
 
 SCRIPT_NAMES = (
     "register_type", "unregister_type", "enqueue", "dequeue", "start", "progress", "finish",
     "set_response", "reenqueue", "delete", "reap_zombies", "retire", "read_task", "release_owned",
-    "reap_workers", "advance",
+    "advance",
 )
 
 
@@ -109,13 +109,13 @@ class ScriptRunner:
 
     __slots__ = ("client", "_head", "_nkeys", "_pool", "_local")
 
-    def __init__(self, client: Any, keys: Keys, log_cap: int) -> None:
+    def __init__(self, client: Any, keys: Keys, log_cap: int, shards: int = 1) -> None:
         self.client = client
         self._pool = _direct_pool(client)
         self._local = threading.local()
         fixed_keys = keys.script_keys()
         self._nkeys = len(fixed_keys)
-        self._head = [*fixed_keys, *keys.script_prefixes(), str(log_cap)]
+        self._head = [*fixed_keys, *keys.script_prefixes(), str(log_cap), str(shards), str(keys.shard)]
 
     def _argv(self, name: str, args: tuple[Any, ...], extra_keys: tuple[str, ...]) -> tuple[Any, ...]:
         head, n = self._head, self._nkeys
@@ -148,36 +148,41 @@ class ScriptRunner:
         except NoScriptError:
             return self._execute(("EVAL", script(name).source, *call[1:]))
 
-    def many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
-        """Run ``(name, args)`` script calls in one pipeline; returns their replies in order.
 
-        Calls answered NOSCRIPT did nothing: only those are sent again, as ``EVAL``.
-        Any other error is raised after every call has run. On a ``RedisCluster``
-        the calls go one by one: its pipeline looks an EVALSHA's keys up with
-        ``COMMAND GETKEYS`` on the client's default node, so it fails for good once
-        that node (any master) is down.
-        """
-        if isinstance(self.client, RedisCluster):
-            return [self(name, *args) for name, args in calls]
-        replies: list[Any] = [None] * len(calls)
-        pending = list(range(len(calls)))
-        command = "EVALSHA"
-        while pending:
-            pipe = self.client.pipeline(transaction=False)
-            for i in pending:
-                name, args = calls[i]
-                call = self._argv(name, args, ())
-                if command == "EVAL":
-                    call = (script(name).source, *call[1:])
-                pipe.execute_command(command, *call)
-            retry = []
-            for i, reply in zip(pending, pipe.execute(raise_on_error=False), strict=True):
-                if isinstance(reply, NoScriptError):
-                    retry.append(i)
-                else:
-                    replies[i] = reply
-            pending, command = retry, "EVAL"
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
+#: One pipelined script call: the runner (namespace shard), the script, its arguments.
+Call = tuple[ScriptRunner, str, tuple[Any, ...]]
+
+
+def run_many(client: Any, calls: Sequence[Call]) -> list[Any]:
+    """Run script calls in one pipeline; returns their replies in order.
+
+    Calls answered NOSCRIPT did nothing: only those are sent again, as ``EVAL``.
+    Any other error is raised after every call has run. On a ``RedisCluster``
+    the calls go one by one: its pipeline looks an EVALSHA's keys up with
+    ``COMMAND GETKEYS`` on the client's default node, so it fails for good once
+    that node (any master) is down.
+    """
+    if isinstance(client, RedisCluster):
+        return [runner(name, *args) for runner, name, args in calls]
+    replies: list[Any] = [None] * len(calls)
+    pending = list(range(len(calls)))
+    command = "EVALSHA"
+    while pending:
+        pipe = client.pipeline(transaction=False)
+        for i in pending:
+            runner, name, args = calls[i]
+            call = runner._argv(name, args, ())
+            if command == "EVAL":
+                call = (script(name).source, *call[1:])
+            pipe.execute_command(command, *call)
+        retry = []
+        for i, reply in zip(pending, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(reply, NoScriptError):
+                retry.append(i)
+            else:
+                replies[i] = reply
+        pending, command = retry, "EVAL"
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies

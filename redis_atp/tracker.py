@@ -18,7 +18,7 @@ import os
 import threading
 from typing import Any
 
-from .client import Handler, LogRecord, Tracker
+from .client import Tracker
 from .errors import (
     DuplicateTask,
     InvalidInput,
@@ -32,8 +32,10 @@ from .errors import (
     TaskTypeInUse,
     TaskTypeNotFound,
 )
+from .models import LogRecord
 from .status import STATUS2TEXT, TEXT2STATUS, Status
 from .taskstatus import DummyLock, TaskStatus, dbLocker
+from .validate import Handler
 
 __all__ = [
     "configure", "get_default_tracker", "MAX_QUEUE_SIZE",
@@ -66,6 +68,7 @@ def configure(url: str | None = None, namespace: str | None = None,
     """
     global _default, MAX_QUEUE_SIZE
     ns = namespace or os.environ.get("REDIS_ATP_NAMESPACE", "atp")
+    options.setdefault("shards", int(os.environ.get("REDIS_ATP_SHARDS", 1)))
     size = MAX_QUEUE_SIZE if max_queue_size is None else max_queue_size
     if client is not None:
         tracker = Tracker(client, ns, size, **options)

@@ -43,9 +43,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .client import StartedTask, Tracker
+from .client import Tracker
+from .connection import client_from_url
 from .errors import Code, StaleTask
 from .fleet import Fleet, slot_ids
+from .models import StartedTask
 from .status import Status
 from .taskstatus import TaskStatus
 
@@ -68,6 +70,8 @@ class WorkerConfig:
 
     url: str = "redis://127.0.0.1:6379/0"
     namespace: str = "atp"
+    #: Hash tags the namespace spreads over (``Tracker(shards=...)``).
+    shards: int = 1
     processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     #: Handlers run at once per process, in threads (for I/O-bound handlers).
     threads: int = 1
@@ -101,9 +105,9 @@ def worker_tracker(config: WorkerConfig) -> Tracker:
     """A tracker whose client fails fast instead of retrying by itself: a retried
     claim could run twice with its first reply lost, so every connection error
     must reach the worker, which reconciles what it owns after reconnecting."""
-    client = redis.Redis.from_url(config.url, socket_timeout=config.block + 10, socket_connect_timeout=5,
-                                  retry=Retry(NoBackoff(), 0), socket_keepalive=True)
-    tracker = Tracker(client, config.namespace, max_queue_size=0)
+    client = client_from_url(config.url, socket_timeout=config.block + 10, socket_connect_timeout=5,
+                             retry=Retry(NoBackoff(), 0), socket_keepalive=True)
+    tracker = Tracker(client, config.namespace, max_queue_size=0, shards=config.shards)
     tracker._owns_client = True
     return tracker
 
@@ -333,8 +337,8 @@ class Supervisor:
 
     def banner(self) -> None:
         c = self.config
-        log.info("redis-atp worker id=%s host=%s pid=%d redis=%s namespace=%s processes=%d threads=%d%s",
-                 self.id, self.host, os.getpid(), mask_url(c.url), c.namespace, c.processes, c.threads,
+        log.info("redis-atp worker id=%s host=%s pid=%d redis=%s namespace=%s shards=%d processes=%d threads=%d%s",
+                 self.id, self.host, os.getpid(), mask_url(c.url), c.namespace, c.shards, c.processes, c.threads,
                  " burst" if c.burst else "")
         if c.allow:
             log.info("handlers allowed from: %s", ", ".join(c.allow))

@@ -16,6 +16,7 @@ import redis
 
 from redis_atp import Tracker
 
+from .clusterserver import LocalCluster
 from .redisserver import RedisServer
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -50,6 +51,19 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def cluster() -> Iterator[LocalCluster]:
+    """A local Redis Cluster (3 masters, no replicas) for the session."""
+    try:
+        local = LocalCluster(masters=3, replicas_per_master=0).start()
+    except (OSError, RuntimeError) as exc:
+        _unavailable(f"cannot start a Redis Cluster: {exc}")
+    try:
+        yield local
+    finally:
+        local.close()
+
+
+@pytest.fixture(scope="session")
 def fake_server() -> Any:
     import fakeredis
 
@@ -68,11 +82,15 @@ def real_client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-@pytest.fixture(params=["redis", "fakeredis"])
+@pytest.fixture(params=["redis", "fakeredis", "cluster"])
 def client(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A client on each backend: the real server, then fakeredis."""
+    """A client on each backend: the real server, fakeredis, a real Redis Cluster."""
     if request.param == "redis":
         yield request.getfixturevalue("real_client")
+    elif request.param == "cluster":
+        rc = request.getfixturevalue("cluster").client()
+        yield rc
+        rc.close()
     else:
         import fakeredis
 
@@ -80,17 +98,26 @@ def client(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 def namespace_keys(client: Any, namespace: str) -> list[bytes]:
-    """Every key of a namespace (SCAN: fine in tests, never in the library)."""
-    return sorted(client.scan_iter(match=f"atp:{{{namespace}}}:*", count=1000))
+    """Every key of a namespace, all shards (SCAN: fine in tests, never in the library)."""
+    found: set[bytes] = set()
+    for pattern in (f"atp:{{{namespace}}}:*", f"atp:{{{namespace}/*"):
+        found.update(client.scan_iter(match=pattern, count=1000))
+    return sorted(found)
+
+
+def delete_namespace(client: Any, namespace: str) -> None:
+    keys = namespace_keys(client, namespace)
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.delete(key)
+    pipe.execute()
 
 
 @pytest.fixture
 def tracker(client: Any, namespace: str) -> Iterator[Tracker]:
     t = Tracker(client, namespace)
     yield t
-    keys = namespace_keys(client, namespace)
-    if keys:
-        client.delete(*keys)
+    delete_namespace(client, namespace)
 
 
 @pytest.fixture
@@ -98,6 +125,4 @@ def real_tracker(real_client: redis.Redis, namespace: str) -> Iterator[Tracker]:
     """A tracker on the real server only (processes, blocking, server-side stats)."""
     t = Tracker(real_client, namespace)
     yield t
-    keys = namespace_keys(real_client, namespace)
-    if keys:
-        real_client.delete(*keys)
+    delete_namespace(real_client, namespace)

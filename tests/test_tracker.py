@@ -26,7 +26,7 @@ from redis_atp import (
     Tracker,
 )
 
-from .conftest import namespace_keys
+from .conftest import delete_namespace, namespace_keys
 
 
 def _camel(name: str) -> str:
@@ -40,10 +40,23 @@ class SeedFace:
     def __init__(self, tracker: Tracker) -> None:
         self.tracker = tracker
         seed.configure(client=tracker.client, namespace=tracker.namespace,
-                       max_queue_size=tracker.max_queue_size)
+                       max_queue_size=tracker.max_queue_size, shards=tracker.shards)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(seed, _camel(name))
+
+
+@pytest.fixture(params=[1, 8], ids=["shards1", "shards8"])
+def tracker(request: pytest.FixtureRequest, client: Any, namespace: str) -> Iterator[Tracker]:
+    """The conformance suite runs on one hash tag and on a namespace sharded over eight."""
+    t = Tracker(client, namespace, shards=request.param)
+    yield t
+    delete_namespace(client, namespace)
+
+
+def queue_ids(tracker: Tracker) -> list[int]:
+    """The queue's task ids, shard after shard (FIFO holds within a shard)."""
+    return [int(x) for k in tracker.shard_keys for x in tracker.client.lrange(k.queue, 0, -1)]
 
 
 @pytest.fixture(params=["Tracker", "module"])
@@ -109,10 +122,11 @@ def test_unregister_refuses_while_tasks_exist_and_force_deletes_them(api: Any, t
     queued = api.enqueue_task("a", "q", 1)
     taken = api.enqueue_task("a", "t", 2)
     done = api.enqueue_task("a", "d", 3)
-    keep = api.enqueue_task("b", "keep", 4)
-    api.dequeue_task("srv", count=1)  # takes `queued`
-    api.dequeue_task("srv", count=2)  # takes `taken` and `done`
+    while api.get_queue_size():
+        api.dequeue_task("srv", count=3)
     api.stop_task_success(done)
+    api.reenqueue_task(queued, "back in the queue")
+    keep = api.enqueue_task("b", "keep", 4)
     with pytest.raises(TaskTypeInUse):
         api.unregister_task_type("a")
     api.unregister_task_type("a", True)
@@ -122,8 +136,8 @@ def test_unregister_refuses_while_tasks_exist_and_force_deletes_them(api: Any, t
     with pytest.raises(TaskTypeNotFound):
         tracker.get_task_type("a")
     assert api.get_task_status(keep) == (Status.ACCEPTED, "ACCEPTED")
-    assert tracker.client.lrange(tracker.keys.queue, 0, -1) == [str(keep).encode()]
-    assert tracker.client.zcard(tracker.keys.deadlines) == 0
+    assert queue_ids(tracker) == [keep]
+    assert tracker.count_overdue() == 0 and all(s["with_deadline"] == 0 for s in tracker.shard_stats())
     with pytest.raises(TaskTypeNotFound):
         api.unregister_task_type("a")
 
@@ -152,16 +166,26 @@ def test_enqueue_returns_unique_ids_never_reused(api: Any) -> None:
 def test_queue_limit_and_sizes(api: Any, tracker: Tracker) -> None:
     api.register_task_type("t", HANDLER)
     assert api.get_max_queue_size() == 64
-    for i in range(64):
-        api.enqueue_task("t", f"i{i}", i)
-    assert api.get_queue_size() == 64
-    with pytest.raises(QueueFull):
-        api.enqueue_task("t", "overflow", 0)
-    with pytest.raises(TaskNotFound):
-        tracker.get_task_id("t", "overflow")
-    api.dequeue_task("srv")
-    assert api.get_queue_size() == 63
-    api.enqueue_task("t", "fits", 0)
+    accepted = refused = 0
+    for i in range(200):
+        try:
+            api.enqueue_task("t", f"i{i}", i)
+            accepted += 1
+        except QueueFull:
+            refused += 1
+            with pytest.raises(TaskNotFound):
+                tracker.get_task_id("t", f"i{i}")
+    assert api.get_queue_size() == accepted
+    if tracker.shards == 1:
+        assert accepted == 64
+    else:  # each shard holds at most ceil(64 / shards); the first full shard refuses
+        assert [s["queue"] for s in tracker.shard_stats()] == [8] * 8 and accepted == 64
+    assert refused == 200 - accepted
+    [taken] = api.dequeue_task("srv")
+    assert api.get_queue_size() == accepted - 1
+    t, ident = tracker.get_task_identifier(taken)
+    api.delete_task(taken)
+    api.enqueue_task(t, ident, 0)  # the freed place on that shard takes it again
 
 
 def test_enqueue_refusals_write_nothing(api: Any, tracker: Tracker) -> None:
@@ -184,13 +208,20 @@ def test_enqueue_refusals_write_nothing(api: Any, tracker: Tracker) -> None:
 def test_dequeue_is_fifo_and_sets_owner_and_deadline(api: Any, tracker: Tracker) -> None:
     api.register_task_type("t", HANDLER, timeout=30)
     ids = [api.enqueue_task("t", f"i{i}", i) for i in range(5)]
-    assert api.dequeue_task("srv-1") == ids[:1]
-    assert api.dequeue_task("srv-2", "took", count=3) == ids[1:4]
-    assert api.get_task_status(ids[1]) == (Status.SCHEDULED, "SCHEDULED")
-    info = tracker.describe_task(ids[1])
+    taken = api.dequeue_task("srv-1")
+    assert len(taken) == 1
+    more = api.dequeue_task("srv-2", "took", count=3)
+    assert 1 <= len(more) <= 3
+    assert api.get_task_status(more[0]) == (Status.SCHEDULED, "SCHEDULED")
+    info = tracker.describe_task(more[0])
     assert info["owner"] == "srv-2"
     assert info["deadline_ms"] == pytest.approx(time.time() * 1000 + 30_000, abs=5_000)
-    assert api.dequeue_task("srv-1", count=10) == ids[4:]
+    while len(taken) + len(more) < 5:
+        more += api.dequeue_task("srv-1", count=10)
+    got = taken + more
+    assert sorted(got) == sorted(ids)
+    if tracker.shards == 1:
+        assert got == ids  # FIFO; sharded, FIFO holds within each shard
     with pytest.raises(QueueEmpty):
         api.dequeue_task("srv-1")
 
@@ -263,20 +294,21 @@ def test_reenqueue(api: Any, tracker: Tracker) -> None:
     a = api.enqueue_task("t", "a", 1)
     b = api.enqueue_task("t", "b", 2)
     api.reenqueue_task(a, "already queued")  # a queued task keeps its place: never queued twice
-    assert tracker.client.lrange(tracker.keys.queue, 0, -1) == [str(a).encode(), str(b).encode()]
+    assert sorted(queue_ids(tracker)) == sorted([a, b])
     assert api.get_task_log("t", "a")[-1][1:] == ((1, "ACCEPTED"), "already queued")
-    api.dequeue_task("srv", count=2)
+    while api.get_queue_size():
+        api.dequeue_task("srv", count=2)
     api.stop_task_success(a)
     key = tracker.describe_task(a)["key"]
     assert tracker.client.ttl(key) > 0
     api.reenqueue_task(a, "re-run")
     assert api.get_task_status(a) == (Status.ACCEPTED, "ACCEPTED")
     assert tracker.client.ttl(key) == -1
-    assert api.dequeue_task("srv") == [a]
+    assert api.dequeue_task("srv") == [a]  # b finished; a is the only task queued
 
 
 def test_reenqueue_ignores_the_limit(tracker: Tracker) -> None:
-    small = Tracker(tracker.client, tracker.namespace, max_queue_size=1)
+    small = Tracker(tracker.client, tracker.namespace, max_queue_size=1, shards=tracker.shards)
     small.register_task_type("t", HANDLER)
     a = small.enqueue_task("t", "a", 1)
     small.dequeue_task("srv")
@@ -298,7 +330,7 @@ def test_delete_removes_every_key(api: Any, tracker: Tracker) -> None:
         with pytest.raises(TaskNotFound):
             api.get_task_info(tid)
     left = set(namespace_keys(tracker.client, tracker.namespace)) - base
-    assert {k.decode().rsplit(":", 1)[-1] for k in left} <= {"seq"}
+    assert {k.decode().rsplit(":", 1)[-1] for k in left} <= {"seq", "config"}
     with pytest.raises(TaskNotFound):
         api.delete_task(a)
     with pytest.raises(TaskNotFound):
@@ -341,7 +373,7 @@ def test_zero_timeout_never_times_out(api: Any, tracker: Tracker) -> None:
     api.register_task_type("t", HANDLER, timeout=0)
     api.enqueue_task("t", "x", 1)
     api.dequeue_task("srv")
-    assert tracker.client.zcard(tracker.keys.deadlines) == 0
+    assert all(s["with_deadline"] == 0 for s in tracker.shard_stats())
 
 
 def test_delete_retired_tasks(api: Any, tracker: Tracker) -> None:
@@ -437,6 +469,11 @@ def test_cancelling_queued_tasks_keeps_the_order_of_the_rest(api: Any, tracker: 
     api.delete_task(ids[8])  # near the tail
     api.reenqueue_task(ids[2], "re-run at the tail")
     expected = [*ids[:2], *ids[3:8], ids[9], ids[2]]
-    assert [int(x) for x in tracker.client.lrange(tracker.keys.queue, 0, -1)] == expected
     assert api.get_queue_size() == 9
-    assert api.dequeue_task("w", count=10) == expected
+    if tracker.shards == 1:
+        assert queue_ids(tracker) == expected
+        assert api.dequeue_task("w", count=10) == expected
+    else:
+        for keys in tracker.shard_keys:  # each shard keeps the order of its own tasks
+            mine = [int(x) for x in tracker.client.lrange(keys.queue, 0, -1)]
+            assert mine == [i for i in expected if i % tracker.shards == keys.shard]

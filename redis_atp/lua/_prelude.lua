@@ -7,14 +7,16 @@
 --   KEYS[4] wake zset    KEYS[5] seq counter
 --   ARGV[1] task key prefix      ARGV[2] id-bucket key prefix
 --   ARGV[3] type key prefix      ARGV[4] owned-set key prefix
---   ARGV[5] log record cap       the script's own arguments: arg(1), arg(2), ...
+--   ARGV[5] log record cap       ARGV[6] shards S      ARGV[7] this shard i
+--   (a shard's task ids are seq * S + i)  the script's own arguments: arg(1), arg(2), ...
 -- Keys of one task, type, bucket or owner are built here from those prefixes;
 -- all of them share the namespace's hash tag, so they live in the same slot.
 
 local K_TYPES, K_QUEUE, K_DEADLINES, K_WAKE, K_SEQ = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local P_TASK, P_IDS, P_TYPE, P_OWNED = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local LOG_CAP = tonumber(ARGV[5])
-local function arg(i) return ARGV[5 + i] end
+local LOG_CAP, SHARDS, SHARD = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local NARG = 7
+local function arg(i) return ARGV[NARG + i] end
 
 local COUNTER = {[S_ACCEPTED] = 'accepted', [S_SCHEDULED] = 'scheduled', [S_RUNNING] = 'running',
                  [S_PAUSED] = 'paused', [S_FINISHED] = 'finished_total', [S_FAILED] = 'failed_total'}
@@ -35,7 +37,7 @@ local function log_record(now, code, msg)
   return string.format('%d.%03d %d ', math.floor(now / 1000), now % 1000, code) .. msg
 end
 
-local function bucket_key(id) return P_IDS .. istr(math.floor(id / IDS_PER_BUCKET)) end
+local function bucket_key(id) return P_IDS .. istr(math.floor(id / (IDS_PER_BUCKET * SHARDS))) end
 
 -- The type named `name`: its key and settings, or nil when it is not registered.
 local function load_type(name)

@@ -1,7 +1,7 @@
 -- advance.lua: the worker's step, one round trip per task: end the run that just
 -- finished (unless its handler already ended it), then claim the next task and
 -- start it. Each part is the same state change as finish.lua and dequeue.lua.
--- KEYS[1..5], ARGV[1..5]: the common convention (_prelude.lua).
+-- KEYS[1..5], ARGV[1..7]: the common convention (_prelude.lua).
 -- arg(1) owner  arg(2) owner digest  arg(3) ended task id ('' = none)  arg(4) its
 -- run token  arg(5) its outcome (FINISHED or FAILED)  arg(6) its message
 -- arg(7) tasks to claim  arg(8) message of the RUNNING record

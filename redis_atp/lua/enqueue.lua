@@ -1,7 +1,7 @@
 -- enqueue.lua: create tasks (status ACCEPTED, first log record) at the tail of
 -- the queue, each after its own queue-size check; one call takes one task
 -- (enqueueTask) or many (enqueue_many), and each task is created whole or not at all.
--- KEYS, ARGV[1..5]: the common convention (_prelude.lua).
+-- KEYS[1..5], ARGV[1..7]: the common convention (_prelude.lua).
 -- arg(1) max queue size (<= 0: no limit)  arg(2) number of tasks N
 -- then per task, 5 arguments: type, identifier, task digest, input (msgpack), message
 -- Returns one entry per task: its new id, or E_TYPE_NOT_FOUND, E_QUEUE_FULL,
@@ -12,7 +12,7 @@ local record = log_record(now, S_ACCEPTED, '')
 local qlen = max_size > 0 and redis.call('LLEN', K_QUEUE) or 0
 local seq = tonumber(redis.call('GET', K_SEQ) or '0')
 local first = seq + 1
-local type_keys, added, buckets, bucket_order, out = {}, {}, {}, {}, {}
+local type_keys, added, buckets, bucket_order, pushed, out = {}, {}, {}, {}, {}, {}
 for i = 1, n do
   local base = 2 + (i - 1) * 5
   local name, ident, digest, msg = arg(base + 1), arg(base + 2), arg(base + 3), arg(base + 5)
@@ -33,19 +33,21 @@ for i = 1, n do
       out[i] = (seen[1] == name and seen[2] == ident) and E_DUPLICATE or E_COLLISION
     else
       seq = seq + 1
-      redis.call('HSET', key, 'id', seq, 'type', name, 'ident', ident, 'status', S_ACCEPTED,
+      local id = seq * SHARDS + SHARD
+      redis.call('HSET', key, 'id', id, 'type', name, 'ident', ident, 'status', S_ACCEPTED,
                  'input', arg(base + 4), 'log:1', msg == '' and record or log_record(now, S_ACCEPTED, msg))
-      local b = bucket_key(seq)
+      local b = bucket_key(id)
       if not buckets[b] then
         buckets[b] = {}
         bucket_order[#bucket_order + 1] = b
       end
       local entries = buckets[b]
-      entries[#entries + 1] = seq
+      entries[#entries + 1] = id
       entries[#entries + 1] = digest
+      pushed[#pushed + 1] = id
       added[tkey] = (added[tkey] or 0) + 1
       qlen = qlen + 1
-      out[i] = seq
+      out[i] = id
     end
   end
 end
@@ -57,10 +59,8 @@ if seq >= first then
     local members = #entries / 2
     if redis.call('HINCRBY', b, 'pins', members) == members then redis.call('PERSIST', b) end
   end
-  for i = first, seq, 1000 do
-    local ids = {}
-    for id = i, math.min(i + 999, seq) do ids[#ids + 1] = id end
-    redis.call('RPUSH', K_QUEUE, unpack(ids))
+  for i = 1, #pushed, 1000 do
+    redis.call('RPUSH', K_QUEUE, unpack(pushed, i, math.min(i + 999, #pushed)))
   end
   redis.call('ZADD', K_WAKE, 0, 'wake')
   for key, count in pairs(added) do redis.call('HINCRBY', key, 'accepted', count) end

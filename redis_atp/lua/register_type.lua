@@ -1,5 +1,5 @@
 -- register_type.lua: create a task type, or update the settings of an existing one.
--- KEYS[1..5], ARGV[1..5]: the common convention (_prelude.lua); also KEYS[6] typeseq.
+-- KEYS[1..5], ARGV[1..7]: the common convention (_prelude.lua); also KEYS[6] typeseq.
 -- arg(1) name  arg(2) handler (dotted path)  arg(3) timeout s  arg(4) timeret s
 -- arg(5) maxrestart (>= 0)
 -- Returns the type number.

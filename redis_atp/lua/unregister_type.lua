@@ -2,11 +2,13 @@
 -- first..last looking for tasks of the type; the step that reaches the last
 -- bucket in use (from the seq counter) removes the type itself, atomically with
 -- that final check, so no task enqueued meanwhile is missed.
--- KEYS[1..5], ARGV[1..5]: the common convention (_prelude.lua).
+-- KEYS[1..5], ARGV[1..7]: the common convention (_prelude.lua).
 -- arg(1) type name  arg(2) force ('1': delete the type's tasks)  arg(3) first bucket
--- arg(4) buckets to walk in this step
--- Returns {0, next bucket} to continue, {1, deleted} when the type is gone,
--- E_TYPE_NOT_FOUND, or E_TYPE_IN_USE (without force, a task of the type exists).
+-- arg(4) buckets to walk in this step  arg(5) '1': only check (a sharded namespace
+-- checks every shard before removing the type from any)
+-- Returns {0, next bucket, deleted} to continue, {1, 0, deleted} when the type is gone
+-- (or, checking, found unused), E_TYPE_NOT_FOUND, or E_TYPE_IN_USE (without force, a
+-- task of the type exists).
 local name, force = arg(1), arg(2) == '1'
 local ty = load_type(name)
 if not ty then return E_TYPE_NOT_FOUND end
@@ -34,6 +36,7 @@ for b = first, math.min(last, first + step - 1) do
   end
 end
 if first + step - 1 < last then return {0, first + step, deleted} end
+if arg(5) == '1' then return {1, 0, 0} end
 redis.call('HDEL', K_TYPES, name)
 redis.call('DEL', ty.key)
 return {1, 0, deleted}

@@ -1,0 +1,58 @@
+"""Argument checks shared by the tracker's methods: bad input is refused before any
+call to Redis, so a refusal never writes anything."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from .errors import InvalidInput, TaskNotFound
+
+__all__ = ["task_id", "seconds", "message", "handler_path", "token", "Handler"]
+
+Handler = str | Callable[..., Any]
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+
+
+def task_id(value: object) -> int:
+    """The task id as an int; anything that is not a positive integer names no task."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise TaskNotFound(f"task {value!r:.80} does not exist (task ids are positive integers)")
+
+
+def seconds(what: str, value: object) -> str:
+    """A number of seconds as the text the scripts parse."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise InvalidInput(f"{what} must be a number of seconds, not {value!r:.80}")
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def message(value: object) -> str:
+    """A log message."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"a log message must be str, not {type(value).__name__}")
+    return value
+
+
+def handler_path(handler: Handler) -> str:
+    """A handler's dotted path; a callable is stored as ``module.qualname``."""
+    if callable(handler) and not isinstance(handler, str):
+        module = getattr(handler, "__module__", None)
+        path = f"{module}.{getattr(handler, '__qualname__', '')}"
+        if not module or not _DOTTED.fullmatch(path):
+            raise InvalidInput(f"handler {handler!r} has no importable dotted path")
+        return path
+    if not isinstance(handler, str) or not _DOTTED.fullmatch(handler):
+        raise InvalidInput(f"handler must be a dotted path 'package.module.function', not {handler!r:.80}")
+    return handler
+
+
+def token(value: int | None) -> str:
+    """A run's fencing token as script text; ``''`` is the unfenced operator path."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"token must be an int run number, not {value!r:.80}")
+    return str(value)
