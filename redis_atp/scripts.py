@@ -74,19 +74,35 @@ def script(name: str) -> Script:
 
 
 class _Lease:
-    """A pooled connection held by one thread, returned to the pool when the thread ends."""
+    """A pooled connection held by one thread, returned to the pool when the thread ends.
+
+    It is taken with ``get_connection``, which connects through the pool's own
+    logic (a Sentinel pool asks the sentinels where the master is now); after a
+    connection error the lease is dropped, never reconnected in place.
+    """
 
     __slots__ = ("pool", "conn", "pid")
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
-        self.conn = pool.get_connection()
+        self.conn: Any = pool.get_connection()
         self.pid = os.getpid()
 
-    def __del__(self) -> None:
-        if self.pid == os.getpid():
+    def drop(self) -> None:
+        """Give the connection back to the pool, disconnected (at most once)."""
+        conn, self.conn = self.conn, None
+        if conn is not None and self.pid == os.getpid():
             try:
-                self.pool.release(self.conn)
+                conn.disconnect()
+                self.pool.release(conn)
+            except Exception:  # interpreter shutdown or a closed pool: nothing to give back
+                pass
+
+    def __del__(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None and self.pid == os.getpid():
+            try:
+                self.pool.release(conn)
             except Exception:  # interpreter shutdown or a closed pool: nothing to give back
                 pass
 
@@ -137,7 +153,8 @@ class ScriptRunner:
         except ResponseError:
             raise
         except BaseException:
-            conn.disconnect()  # a connection in an unknown state is never reused; it reconnects on next use
+            self._local.lease = None  # a connection in an unknown state is never reused
+            lease.drop()
             raise
 
     def __call__(self, name: str, *args: Any, extra_keys: tuple[str, ...] = ()) -> Any:
