@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import workloads as w
+from .cluster import cluster_scaling
 from .fleet import REPO_ROOT
 from .redisserver import RedisServer, server_version
 from .roundtrips import roundtrips
@@ -45,10 +46,11 @@ class Sizes:
     rt_n: int = 5_000  # round trips, W2-style drains
     rt_idle: int = 200  # round trips, one task at a time
     scaling: tuple[int, ...] = (1_000, 1_000_000)
+    cluster_n: int = 10_000  # drains on a 3-master Redis Cluster, shards 1 and 8
 
 
 QUICK = Sizes(n=2_000, n_mem=5_000, lat_count=50, idle_count=5, rt_n=1_000, rt_idle=50,
-              scaling=(1_000, 100_000))
+              scaling=(1_000, 100_000), cluster_n=2_000)
 
 
 def log(msg: str) -> None:
@@ -70,6 +72,7 @@ def plan(s: Sizes, log_dir: Path) -> list[tuple[str, Callable[[RedisServer], dic
         ("rt_idle", lambda srv: roundtrips(srv, s.rt_idle, "idle", log_dir)),
     ]
     steps += [(f"scaling_{size}", partial(scaling, size=size)) for size in s.scaling]
+    steps.append(("cluster", lambda srv: cluster_scaling(s.cluster_n, log_dir)))
     return steps
 
 
@@ -182,7 +185,30 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
                         f"{_f(x['total_commands_processed_per_task'], 2)}; EVALSHA commandstats "
                         f"{x['evalsha_commandstats']:,} vs MONITOR {x['evalsha_monitor']:,}"))
     out += _scaling_rows(r)
+    out += _cluster_rows(r)
     return out
+
+
+def _cluster_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    if "cluster" not in r:
+        return []
+    c = r["cluster"]
+    one, eight = c["shards_1"], c["shards_8"]
+    spread = ", ".join(f"{m['drain_calls']:,} ({100 * m['share']:.0f} %)" for m in eight["per_master"].values())
+    proj = ", ".join(f"{m} masters {_i(v)}" for m, v in c["projected_tasks_per_s"].items())
+    return [
+        (f"Cluster ({c['masters']} masters): Redis time per task lifecycle, shards 1 / 8",
+         f"{_f(one['server_us_per_task'], 1)} / {_f(eight['server_us_per_task'], 1)} µs from commandstats "
+         f"(enqueue {_f(one['enqueue_us_per_task'], 1)} + drain {_f(one['drain_us_per_task'], 1)} with shards 1); "
+         f"Redis process CPU {_f(one['redis_cpu_us_per_task'], 1)} / {_f(eight['redis_cpu_us_per_task'], 1)} µs"),
+        ("Cluster: ceiling of one slot (1 s / Redis time per task)",
+         f"{_i(c['one_slot_ceiling_tasks_per_s'])} tasks/s"),
+        ("Cluster: shards 8, drain commands per master (share of Redis time)", spread),
+        ("Cluster: projected ceiling (shards ≥ masters, measured balance "
+         f"{_f(eight['balance'])})", f"{proj} tasks/s"),
+        ("Cluster: drain on this 2-core machine, shards 1 / 8",
+         f"{_i(one['drain_tasks_per_s'])} / {_i(eight['drain_tasks_per_s'])} tasks/s"),
+    ]
 
 
 _OPS = (("claim", "claim one task"), ("status_change", "status change (`resume_task`, fenced)"),
