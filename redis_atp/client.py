@@ -13,6 +13,7 @@ shard, so every call about one task is still one round trip to one slot.
 from __future__ import annotations
 
 import math
+import secrets
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -47,6 +48,22 @@ class EvictionPolicyWarning(RuntimeWarning):
 
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8")
+
+
+def _unpack_fields(raw: bytes) -> list[bytes]:
+    """The fields of a hand-off, stored length-prefixed: ``<len>:<bytes>`` each."""
+    fields, pos = [], 0
+    while pos < len(raw):
+        colon = raw.index(b":", pos)
+        end = colon + 1 + int(raw[pos:colon])
+        fields.append(raw[colon + 1:end])
+        pos = end
+    return fields
+
+
+def _token_base() -> int:
+    """Random fencing tokens for a claim: 50 bits, so base + count stays exact in Lua."""
+    return secrets.randbits(50)
 
 
 _warned: set[str] = set()
@@ -204,6 +221,7 @@ class Tracker:
 
     def _pipeline_each_shard(self, command: str, *args: Any, key: str) -> list[Any]:
         """Run a plain command once per shard (``key``: the attribute of :class:`Keys`)."""
+        self._check_server()
         pipe = self.client.pipeline(transaction=False)
         for keys in self.shard_keys:
             pipe.execute_command(command, getattr(keys, key), *args)
@@ -276,6 +294,7 @@ class Tracker:
 
     def list_task_types(self) -> list[TaskType]:
         """Every registered task type, sorted by name."""
+        self._check_server()
         return [self.get_task_type(_text(n)) for n in sorted(self.client.hkeys(self.keys.types))]
 
     # ------------------------------------------------------------------ queue
@@ -389,14 +408,18 @@ class Tracker:
         return self._started(self._dequeue(server_id, message, count, timeout, validate.message(start_message)))
 
     def advance(self, server_id: str, ended: tuple[TaskStatus, Status, str] | None = None,
-                start_message: str = "", count: int = 1) -> tuple[int, list[StartedTask]]:
+                start_message: str = "", count: int = 1, wait: bool = False) -> tuple[int, list[StartedTask]]:
         """The worker's step in one round trip (script ``advance``): end the run
         ``ended`` = ``(task_status, FINISHED or FAILED, message)`` unless its handler
         already ended it, then claim up to ``count`` tasks and start them.
 
         Returns the ending's code (1 ended, 0 nothing to do, or a negative
         :class:`~redis_atp.errors.Code` such as ``STALE``) and the started tasks;
-        an empty list means the queue is empty (see :meth:`wait_for_work`).
+        an empty list means the queue is empty. With ``wait`` (unsharded only),
+        ``server_id`` then waits for a hand-off: the next task that becomes
+        ACCEPTED is claimed and started for it and put in its mailbox, to be taken
+        with :meth:`take_handoff`; otherwise wait with :meth:`wait_for_work`.
+        Stop waiting with :meth:`Fleet.release <redis_atp.fleet.Fleet.release>`.
         """
         owner = check_text("server id", server_id)
         odig = Keys.owner_digest(owner)
@@ -410,10 +433,13 @@ class Tracker:
             end_args = (tid, validate.token(ts.token), int(outcome), validate.message(message))
             first = self._shard_of_id(tid)
             shards = [first] + [s for s in self._next_shards() if s != first]
-        reply = self._call("advance", owner, odig, *end_args, count, start, shard=shards[0])
+        handoff = str(_token_base()) if wait and self.shards == 1 else ""
+        reply = self._call("advance", owner, odig, *end_args, count, start, _token_base(), handoff,
+                           shard=shards[0])
         started = self._started(reply[1:])
         for shard in shards[1:] if not started else []:
-            started = self._started(self._call("dequeue", owner, odig, count, "", "1", start, shard=shard))
+            started = self._started(self._call("dequeue", owner, odig, count, "", "1", start, _token_base(),
+                                               shard=shard))
             if started:
                 break
         return int(reply[0]), started
@@ -428,6 +454,13 @@ class Tracker:
             timeout = min(timeout, _CLUSTER_WAIT_SLICE)
         return self.client.execute_command("BZPOPMIN", *keys, f"{max(timeout, 0.001):.3f}") is not None
 
+    def take_handoff(self, server_id: str, timeout: float) -> list[StartedTask]:
+        """Block up to ``timeout`` seconds for a task handed to ``server_id`` while it
+        waits (see :meth:`advance`); the task is already RUNNING under its token."""
+        mailbox = self.keys.mailbox(Keys.owner_digest(check_text("server id", server_id)))
+        reply = self.client.execute_command("BLPOP", mailbox, f"{max(timeout, 0.001):.3f}")
+        return self._started(_unpack_fields(reply[1])) if reply and reply[1] else []
+
     def _started(self, reply: list[Any]) -> list[StartedTask]:
         return [StartedTask(TaskStatus(int(reply[i]), tracker=self, token=int(reply[i + 1])),
                             _text(reply[i + 2]), _text(reply[i + 3]), _text(reply[i + 4]),
@@ -440,7 +473,7 @@ class Tracker:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise InvalidInput(f"count must be a positive int, not {count!r:.80}")
         args = (owner, Keys.owner_digest(owner), count, validate.message(message),
-                "0" if start_message is None else "1", start_message or "")
+                "0" if start_message is None else "1", start_message or "", _token_base())
         deadline = None if not timeout or timeout <= 0 else time.monotonic() + timeout
         while True:
             for shard in self._next_shards():

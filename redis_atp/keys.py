@@ -34,6 +34,11 @@ key                             type    contents
                                         plus ``pins`` (members without a TTL) and
                                         ``expires`` (latest member expiry, ms)
 ``atp:{NS}:owned:<digest>``     set     ids of the live tasks an owner (``serverID``) holds
+``atp:{NS}:waiters``            list    owner digests of idle worker threads waiting for work,
+                                        longest-waiting first (unsharded namespaces)
+``atp:{NS}:waiting``            hash    owner digest -> ``"<token> <owner>"`` of each waiter
+``atp:{NS}:mailbox:<digest>``   list    a task handed to that waiter, claimed and started on
+                                        its behalf (length-prefixed fields), until it takes it
 ``atp:{NS}:workers``            hash    worker id -> JSON ``{"digest": d, "slots": [owner digests]}``:
                                         the registry the reaper walks
 ``atp:{NS}:worker:<digest>``    hash    a live worker process: ``id host pid supervisor started
@@ -45,7 +50,8 @@ key                             type    contents
 
 A task hash holds ``id type ident status input``, its log as ``log:<n>`` fields
 (``"<unix time> <status code> <message>"``, ``nlog`` = records appended, absent
-while there is one), and, once dequeued, ``owner odig run restarts``, plus
+while there is one), and, once dequeued, ``owner odig run token restarts`` (``run``
+counts claims; ``token`` is the current run's random fencing token), plus
 ``response response_type mime`` once a response is stored. A finished task's
 hash carries the retention TTL; its id bucket lives as long as its longest-lived
 member (pinned while any member is live or kept forever).
@@ -101,7 +107,7 @@ class Keys:
     __slots__ = (
         "namespace", "shard", "prefix", "seq", "config", "queue", "deadlines", "wake", "types", "typeseq",
         "workers", "housekeeping", "retire_cursor", "task_prefix", "ids_prefix", "type_prefix",
-        "owned_prefix", "worker_prefix",
+        "owned_prefix", "worker_prefix", "waiters", "waiting", "mailbox_prefix",
     )
 
     def __init__(self, namespace: str, shard: int = 0) -> None:
@@ -127,6 +133,9 @@ class Keys:
         self.type_prefix = p + "type:"
         self.owned_prefix = p + "owned:"
         self.worker_prefix = p + "worker:"
+        self.waiters = p + "waiters"
+        self.waiting = p + "waiting"
+        self.mailbox_prefix = p + "mailbox:"
 
     @staticmethod
     def task_digest(type_name: bytes, identifier: bytes) -> str:
@@ -165,10 +174,14 @@ class Keys:
         """The heartbeat hash of the worker process with this digest (see :meth:`owner_digest`)."""
         return self.worker_prefix + worker_digest
 
+    def mailbox(self, owner_digest: str) -> str:
+        """The list where tasks handed to an idle owner wait for it to pick them up."""
+        return self.mailbox_prefix + owner_digest
+
     def script_keys(self) -> list[str]:
-        """``KEYS[1..5]`` of every script (see ``lua/_prelude.lua``)."""
-        return [self.types, self.queue, self.deadlines, self.wake, self.seq]
+        """``KEYS[1..7]`` of every script (see ``lua/_prelude.lua``)."""
+        return [self.types, self.queue, self.deadlines, self.wake, self.seq, self.waiters, self.waiting]
 
     def script_prefixes(self) -> list[str]:
-        """``ARGV[1..4]`` of every script: the prefixes Lua appends ids and digests to."""
-        return [self.task_prefix, self.ids_prefix, self.type_prefix, self.owned_prefix]
+        """``ARGV[1..5]`` of every script: the prefixes Lua appends ids and digests to."""
+        return [self.task_prefix, self.ids_prefix, self.type_prefix, self.owned_prefix, self.mailbox_prefix]

@@ -47,6 +47,7 @@ from .client import Tracker
 from .connection import client_from_url
 from .errors import Code, StaleTask
 from .fleet import Fleet, slot_ids
+from .keys import Keys
 from .models import StartedTask
 from .status import Status
 from .taskstatus import TaskStatus
@@ -62,6 +63,9 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 #: Longest error message written to a task's log.
 MAX_ERROR_CHARS = 2000
+#: Seconds an idle slot waits on its mailbox for a hand-off before it checks the queue
+#: again (a warm shutdown wakes it at once).
+HANDOFF_WAIT = 5.0
 
 
 @dataclass(frozen=True)
@@ -180,11 +184,25 @@ class WorkerProcess:
                  for owner in self.owners]
         for t in slots:
             t.start()
+        woken = False
         while any(t.is_alive() for t in slots):
             if self.cold.wait(0.2) or os.getppid() != parent:
                 self._cold_exit()
+            if self.stopping.is_set() and not woken:
+                woken = self._wake_slots()
         self.tracker.close()
         return 0
+
+    def _wake_slots(self) -> bool:
+        """Wake slots waiting on their mailboxes (warm shutdown): an empty entry is no task."""
+        try:
+            pipe = self.tracker.client.pipeline(transaction=False)
+            for owner in self.owners:
+                pipe.rpush(self.tracker.keys.mailbox(Keys.owner_digest(owner.encode())), b"")
+            pipe.execute()
+        except TRANSIENT:
+            pass  # slots find out within their wait anyway
+        return True
 
     def _on_cold(self, signum: int, frame: Any) -> None:
         self.stopping.set()
@@ -215,6 +233,7 @@ class WorkerProcess:
         """Claim, run and end tasks, one ``advance`` round trip per task."""
         backoff = Backoff()
         reconnected = False
+        handoff = not self.config.burst and self.tracker.shards == 1
         ended: _Ended | None = None  # a run that is over but not yet recorded in Redis
         while not self.stopping.is_set():
             try:
@@ -224,16 +243,18 @@ class WorkerProcess:
                             owner, keep, "claim reply lost to a connection failure; put back"):
                         log.warning("task put back id=%d type=%s identifier=%s (claim reply lost)", tid, t, ident)
                     reconnected = False
-                ending, tasks = self.tracker.advance(owner, ended.args() if ended else None)
+                ending, tasks = self.tracker.advance(owner, ended.args() if ended else None, wait=handoff)
                 if ended:
                     ended.report(ending)
                     ended = None
                 backoff.reset()
                 if not tasks:
                     if self.config.burst:
-                        return
-                    self.tracker.wait_for_work(self.config.block)
-                    continue
+                        break
+                    if not handoff:
+                        self.tracker.wait_for_work(self.config.block)
+                        continue
+                    tasks = self.tracker.take_handoff(owner, HANDOFF_WAIT)
             except TRANSIENT as exc:
                 reconnected = True
                 delay = backoff.next()
@@ -244,6 +265,7 @@ class WorkerProcess:
                 ended = self._execute(task)
         if ended:
             self._end(ended)
+        self._retry(lambda: self.fleet.release(owner, (), f"worker {self.id} stopping; put back"))
 
     def _execute(self, task: StartedTask) -> _Ended | None:
         """Run a started task's handler; returns how the run ended (None: the run lost its task)."""

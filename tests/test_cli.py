@@ -179,3 +179,21 @@ def test_demo_on_embedded_fakeredis() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "embedded fakeredis TCP server" in r.stdout
     assert "finished         119" in r.stdout and "fleet exit code  0" in r.stdout
+
+
+def test_info_shows_per_shard_figures(redis_url: str, namespace: str) -> None:
+    t = Tracker.from_url(redis_url, namespace, max_queue_size=0, shards=4)
+    try:
+        t.register_task_type("t", "os.path.join")
+        t.enqueue_many([("t", f"i{i}", i) for i in range(40)])
+        data = json.loads(atp("info", "--json", "--shards", "4", url=redis_url, ns=namespace).stdout)
+        assert [s["prefix"] for s in data["shards"]] == [f"atp:{{{namespace}}}:"] + [
+            f"atp:{{{namespace}/{i}}}:" for i in range(1, 4)]
+        assert sum(s["queue"] for s in data["shards"]) == data["queue"]["size"] == 40
+        text = atp("info", "--shards", "4", url=redis_url, ns=namespace).stdout
+        assert "SHARD" in text and f"atp:{{{namespace}/3}}:" in text
+        r = atp("info", url=redis_url, ns=namespace)  # a tracker with the wrong shard count is refused
+        assert r.returncode == 2 and "has 4 shards" in r.stderr
+    finally:
+        t.unregister_task_type("t", force=True)
+        t.close()

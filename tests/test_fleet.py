@@ -77,3 +77,77 @@ def test_orderly_reap_does_not_charge_a_restart(tracker: Tracker) -> None:
     tracker.claim("w/0")
     assert fleet.reap("w", "stopped; put back", restart=False) == [(tid, "t", "x", Status.ACCEPTED)]
     assert tracker.describe_task(tid)["restarts"] == 0
+
+
+def test_a_waiting_owner_is_handed_the_next_task(tracker: Tracker) -> None:
+    tracker.register_task_type("t", HANDLER)
+    ending, started = tracker.advance("idle/0", wait=True)
+    assert (ending, started) == (0, [])
+    tid = tracker.enqueue_task("t", "x", {"n": 1})
+    assert tracker.get_queue_size() == 0  # never queued
+    assert tracker.get_task_status(tid) == (Status.RUNNING, "RUNNING")
+    [task] = tracker.take_handoff("idle/0", 1)
+    assert (task.status.task_id, task.type, task.identifier, task.input) == (tid, "t", "x", {"n": 1})
+    assert tracker.describe_task(tid)["owner"] == "idle/0"
+    task.status.setRunning("working")  # the hand-off's token fences this run
+    ending, _ = tracker.advance("idle/0", (task.status, Status.FINISHED, ""))
+    assert ending == 1 and tracker.get_task_status(tid) == (Status.FINISHED, "FINISHED")
+    assert [s[1] for _, s, _ in tracker.get_task_log("t", "x")] == [
+        "ACCEPTED", "SCHEDULED", "RUNNING", "RUNNING", "FINISHED"]
+
+
+def test_waiters_are_served_longest_waiting_first(tracker: Tracker) -> None:
+    tracker.register_task_type("t", HANDLER)
+    for owner in ("a/0", "b/0"):
+        tracker.advance(owner, wait=True)
+    first, second = tracker.enqueue_task("t", "1", 1), tracker.enqueue_task("t", "2", 2)
+    third = tracker.enqueue_task("t", "3", 3)
+    assert [t.status.task_id for t in tracker.take_handoff("a/0", 1)] == [first]
+    assert [t.status.task_id for t in tracker.take_handoff("b/0", 1)] == [second]
+    assert tracker.get_task_status(third)[1] == "ACCEPTED" and tracker.get_queue_size() == 1
+
+
+def test_stopping_to_wait_puts_an_untaken_hand_off_back_uncharged(tracker: Tracker) -> None:
+    tracker.register_task_type("t", HANDLER, maxrestart=0)
+    tracker.advance("w/0", wait=True)
+    tid = tracker.enqueue_task("t", "x", 1)
+    assert Fleet(tracker).release("w/0", message="worker stopping") == [(tid, "t", "x", Status.ACCEPTED)]
+    assert tracker.describe_task(tid)["restarts"] == 0
+    assert tracker.get_queue_size() == 1
+    assert tracker.take_handoff("w/0", 0.05) == []
+    other = tracker.enqueue_task("t", "y", 2)  # no longer waiting: queued, not handed off
+    assert tracker.get_task_status(other)[1] == "ACCEPTED"
+
+
+def test_reaping_a_dead_waiter_returns_its_mailbox_uncharged(tracker: Tracker) -> None:
+    tracker.register_task_type("t", HANDLER, maxrestart=1)
+    fleet = Fleet(tracker)
+    fleet.beat([("dead", 1, 1)])
+    running = tracker.enqueue_task("t", "running", 1)
+    tracker.advance("dead/0")  # claims and starts `running`
+    tracker.advance("dead/0", wait=True)
+    handed = tracker.enqueue_task("t", "handed", 2)  # lands in the dead thread's mailbox
+    recovered = {tid: status for tid, _, _, status in fleet.reap("dead", "worker dead died")}
+    assert recovered == {running: Status.ACCEPTED, handed: Status.ACCEPTED}
+    assert tracker.describe_task(running)["restarts"] == 1
+    assert tracker.describe_task(handed)["restarts"] == 0
+
+
+def test_recovered_tasks_go_to_waiters_too(tracker: Tracker) -> None:
+    tracker.register_task_type("t", HANDLER, timeout=0.05, maxrestart=2)
+    tid = tracker.enqueue_task("t", "x", 1)
+    tracker.claim("slow")
+    tracker.advance("idle/0", wait=True)
+    time.sleep(0.1)
+    assert tracker.reap_zombies() == [(tid, "t", "x", Status.RUNNING)]  # re-enqueued, then handed off
+    [task] = tracker.take_handoff("idle/0", 1)
+    assert task.status.task_id == tid and tracker.describe_task(tid)["restarts"] == 1
+
+
+def test_sharded_namespaces_do_not_hand_off(client: object, namespace: str) -> None:
+    t = Tracker(client, namespace, shards=4)
+    t.register_task_type("t", HANDLER)
+    t.advance("w/0", wait=True)
+    tid = t.enqueue_task("t", "x", 1)
+    assert t.get_task_status(tid)[1] == "ACCEPTED"
+    t.unregister_task_type("t", force=True)

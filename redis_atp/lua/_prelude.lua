@@ -4,18 +4,19 @@
 --
 -- Calling convention of every script (keys.py builds the names):
 --   KEYS[1] types hash   KEYS[2] queue list   KEYS[3] deadlines zset
---   KEYS[4] wake zset    KEYS[5] seq counter
+--   KEYS[4] wake zset    KEYS[5] seq counter  KEYS[6] waiters list  KEYS[7] waiting hash
 --   ARGV[1] task key prefix      ARGV[2] id-bucket key prefix
---   ARGV[3] type key prefix      ARGV[4] owned-set key prefix
---   ARGV[5] log record cap       ARGV[6] shards S      ARGV[7] this shard i
+--   ARGV[3] type key prefix      ARGV[4] owned-set key prefix  ARGV[5] mailbox prefix
+--   ARGV[6] log record cap       ARGV[7] shards S      ARGV[8] this shard i
 --   (a shard's task ids are seq * S + i)  the script's own arguments: arg(1), arg(2), ...
 -- Keys of one task, type, bucket or owner are built here from those prefixes;
 -- all of them share the namespace's hash tag, so they live in the same slot.
 
 local K_TYPES, K_QUEUE, K_DEADLINES, K_WAKE, K_SEQ = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local P_TASK, P_IDS, P_TYPE, P_OWNED = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local LOG_CAP, SHARDS, SHARD = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local NARG = 7
+local K_WAITERS, K_WAITING = KEYS[6], KEYS[7]
+local P_TASK, P_IDS, P_TYPE, P_OWNED, P_MAILBOX = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local LOG_CAP, SHARDS, SHARD = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local NARG = 8
 local function arg(i) return ARGV[NARG + i] end
 
 local COUNTER = {[S_ACCEPTED] = 'accepted', [S_SCHEDULED] = 'scheduled', [S_RUNNING] = 'running',
@@ -55,11 +56,11 @@ local function type_of(t) return load_type(t.type) or ORPHAN end
 
 -- The task stored under `key` if it is task `id`, else nil.
 local function load_task_at(id, key)
-  local v = redis.call('HMGET', key, 'id', 'type', 'ident', 'status', 'run', 'odig', 'restarts', 'nlog')
+  local v = redis.call('HMGET', key, 'id', 'type', 'ident', 'status', 'run', 'odig', 'restarts', 'nlog', 'token')
   if v[1] ~= istr(id) then return nil end
   return {id = tonumber(id), key = key, type = v[2], ident = v[3], status = tonumber(v[4]),
           run = tonumber(v[5] or '0'), odig = v[6], restarts = tonumber(v[7] or '0'),
-          nlog = tonumber(v[8] or '1')}
+          nlog = tonumber(v[8] or '1'), token = v[9]}
 end
 
 -- Task `id` (a number or a decimal string), or nil when it does not exist.
@@ -70,10 +71,12 @@ local function load_task(id)
 end
 
 -- nil when the caller may act on task `t`, else the refusal to return.
--- token '' is the operator's unfenced path; a run's token must match the task's
--- current run while the task is live (SCHEDULED, RUNNING, PAUSED).
+-- token '' is the operator's unfenced path; a run's token must be the one its claim
+-- handed out, while the task is live (SCHEDULED, RUNNING, PAUSED). Tokens are
+-- random (the claimer's), not the run counter: after a failover that lost a claim,
+-- the next claim reuses that run number but never that token.
 local function fence(t, token)
-  if token ~= '' and (tonumber(token) ~= t.run or not is_live(t.status)) then
+  if token ~= '' and (token ~= t.token or not is_live(t.status)) then
     return {E_STALE, t.run, t.status}
   end
   return nil
@@ -113,6 +116,8 @@ local function update_bucket(id, pin_delta, expire_at)
   end
 end
 
+local offer  -- defined below: a task that became ACCEPTED goes to a waiter or the queue
+
 -- Moves task `t` (of type `ty`) to status `new`, keeping every index in step:
 -- queue, deadlines, owner's set, per-type counters, retention TTLs and the log.
 -- t.popped: claim() took the id off the queue. `via`, `via_msg`: a status passed
@@ -120,10 +125,6 @@ end
 local function set_status(t, ty, new, now, msg, via, via_msg)
   local old, id = t.status, istr(t.id)
   if old == S_ACCEPTED and new ~= S_ACCEPTED and not t.popped then unqueue(id) end
-  if new == S_ACCEPTED and old ~= S_ACCEPTED then
-    redis.call('RPUSH', K_QUEUE, id)
-    redis.call('ZADD', K_WAKE, 0, 'wake')
-  end
   if is_live(new) and ty.timeout > 0 then
     redis.call('ZADD', K_DEADLINES, now + math.floor(ty.timeout * 1000), id)
   elseif is_live(old) then
@@ -162,6 +163,7 @@ local function set_status(t, ty, new, now, msg, via, via_msg)
   end
   if n > LOG_CAP then redis.call('HDEL', t.key, 'log:' .. (n - LOG_CAP)) end
   t.status, t.nlog = new, n
+  if new == S_ACCEPTED and old ~= S_ACCEPTED then offer(t, ty, now) end
 end
 
 -- Removes every trace of task `t`: its hash, queue entry, deadline, ownership,
@@ -230,49 +232,104 @@ end
 local function end_run(id, token, outcome, msg, if_unfinished)
   local t = load_task(id)
   if not t then return E_TASK_NOT_FOUND end
-  if if_unfinished and is_terminal(t.status) and (token == '' or tonumber(token) == t.run) then return 0 end
+  if if_unfinished and is_terminal(t.status) and (token == '' or token == t.token) then return 0 end
   local refused = fence(t, token)
   if refused then return refused end
   set_status(t, type_of(t), outcome, now_ms(), msg)
   return 1
 end
 
--- Takes up to `count` tasks from the head of the queue for an owner: each gets
--- SCHEDULED, the owner, a new run number (its fencing token) and a deadline, and
--- its id joins the owner's set. With start_msg, each also goes on to RUNNING and
--- its type, identifier, handler and input are returned too.
--- Returns {id, run, [type, identifier, handler, input,] ...}.
-local function claim(owner, odig, count, msg, start_msg)
+-- Claims task `t` (ACCEPTED, already off the queue) for an owner: SCHEDULED, the
+-- owner, a new run number, the fencing token `token` (random, from the claimer)
+-- and a deadline; its id joins the owner's set. With start_msg it goes on to
+-- RUNNING and its type, identifier, handler and input are returned as well.
+-- Returns {id, token, [type, identifier, handler, input]}.
+local function take(t, ty, owner, odig, now, msg, start_msg, token)
+  t.popped, t.run, t.odig, t.token = true, t.run + 1, odig, token
+  redis.call('HSET', t.key, 'owner', owner, 'odig', odig, 'run', t.run, 'token', token)
+  redis.call('SADD', P_OWNED .. odig, istr(t.id))
+  if not start_msg then
+    set_status(t, ty, S_SCHEDULED, now, msg)
+    return {istr(t.id), token}
+  end
+  set_status(t, ty, S_RUNNING, now, start_msg, S_SCHEDULED, msg)
+  return {istr(t.id), token, t.type, t.ident, ty.handler, redis.call('HGET', t.key, 'input')}
+end
+
+-- Takes up to `count` tasks from the head of the queue for an owner (see take);
+-- the tokens are token_base, token_base + 1, ...
+-- Returns {id, token, [type, identifier, handler, input,] ...}.
+local function claim(owner, odig, count, msg, start_msg, token_base)
   local now = now_ms()
-  local owned = P_OWNED .. odig
   local types, out = {}, {}
   for _, id in ipairs(redis.call('LPOP', K_QUEUE, count) or {}) do
     local t = load_task(id)
     if t and t.status == S_ACCEPTED then
-      t.popped = true
       local ty = types[t.type]
       if ty == nil then
         ty = type_of(t)
         types[t.type] = ty
       end
-      t.run = t.run + 1
-      t.odig = odig
-      redis.call('HSET', t.key, 'owner', owner, 'odig', odig, 'run', t.run)
-      redis.call('SADD', owned, id)
-      out[#out + 1] = t.id
-      out[#out + 1] = t.run
-      if start_msg then
-        set_status(t, ty, S_RUNNING, now, start_msg, S_SCHEDULED, msg)
-        out[#out + 1] = t.type
-        out[#out + 1] = t.ident
-        out[#out + 1] = ty.handler
-        out[#out + 1] = redis.call('HGET', t.key, 'input')
-      else
-        set_status(t, ty, S_SCHEDULED, now, msg)
+      for _, v in ipairs(take(t, ty, owner, odig, now, msg, start_msg, istr(token_base + #out))) do
+        out[#out + 1] = v
       end
     end
   end
   -- Pass the wake-up on to the next waiter while work remains; clear it once the queue is empty.
   if redis.call('LLEN', K_QUEUE) > 0 then redis.call('ZADD', K_WAKE, 0, 'wake') else redis.call('DEL', K_WAKE) end
+  return out
+end
+
+-- Hand-off: an idle worker thread that found no work registers as a waiter (its
+-- owner digest in the waiters list; "<token> <owner>" in the waiting hash) and
+-- blocks on its mailbox. A task that becomes ACCEPTED goes to the longest-waiting
+-- waiter, claimed and started on its behalf in the same script, so the waiter wakes
+-- with the task itself: one hop from enqueue to handler. Unsharded namespaces only.
+local function pack_fields(fields)
+  local parts = {}
+  for i, f in ipairs(fields) do parts[i] = #f .. ':' .. f end
+  return table.concat(parts)
+end
+
+-- Hands ACCEPTED task `t` (not in the queue) to the longest-waiting waiter, if any.
+local function hand_off(t, ty, now)
+  while SHARDS == 1 do
+    local odig = redis.call('LPOP', K_WAITERS)
+    if not odig then return false end
+    local entry = redis.call('HGET', K_WAITING, odig)
+    if entry then
+      redis.call('HDEL', K_WAITING, odig)
+      local sp = string.find(entry, ' ', 1, true)
+      local fields = take(t, ty, string.sub(entry, sp + 1), odig, now, '', '', string.sub(entry, 1, sp - 1))
+      redis.call('RPUSH', P_MAILBOX .. odig, pack_fields(fields))
+      return true
+    end
+  end
+  return false
+end
+
+offer = function(t, ty, now)
+  if not hand_off(t, ty, now) then
+    redis.call('RPUSH', K_QUEUE, istr(t.id))
+    redis.call('ZADD', K_WAKE, 0, 'wake')
+  end
+end
+
+-- An owner stops waiting: it leaves the waiters, and the tasks handed to it that it
+-- never took go back to the queue uncharged (their handler never ran).
+-- Returns {id, type, identifier, new status, ...} of those tasks.
+local function unwait(odig, msg)
+  redis.call('HDEL', K_WAITING, odig)
+  redis.call('LREM', K_WAITERS, 0, odig)
+  local mailbox, now, out = P_MAILBOX .. odig, now_ms(), {}
+  for _, entry in ipairs(redis.call('LRANGE', mailbox, 0, -1)) do
+    local len = string.match(entry, '^(%d+):')
+    local t = len and load_task(string.sub(entry, #len + 2, #len + 1 + tonumber(len)))
+    if t and is_live(t.status) and t.odig == odig then
+      set_status(t, type_of(t), S_ACCEPTED, now, msg)
+      for _, v in ipairs({t.id, t.type, t.ident, t.status}) do out[#out + 1] = v end
+    end
+  end
+  redis.call('DEL', mailbox)
   return out
 end

@@ -1,7 +1,8 @@
 -- enqueue.lua: create tasks (status ACCEPTED, first log record) at the tail of
 -- the queue, each after its own queue-size check; one call takes one task
 -- (enqueueTask) or many (enqueue_many), and each task is created whole or not at all.
--- KEYS[1..5], ARGV[1..7]: the common convention (_prelude.lua).
+-- While idle workers wait, each new task is handed straight to one (see hand_off).
+-- KEYS[1..7], ARGV[1..8]: the common convention (_prelude.lua).
 -- arg(1) max queue size (<= 0: no limit)  arg(2) number of tasks N
 -- then per task, 5 arguments: type, identifier, task digest, input (msgpack), message
 -- Returns one entry per task: its new id, or E_TYPE_NOT_FOUND, E_QUEUE_FULL,
@@ -12,7 +13,8 @@ local record = log_record(now, S_ACCEPTED, '')
 local qlen = max_size > 0 and redis.call('LLEN', K_QUEUE) or 0
 local seq = tonumber(redis.call('GET', K_SEQ) or '0')
 local first = seq + 1
-local type_keys, added, buckets, bucket_order, pushed, out = {}, {}, {}, {}, {}, {}
+local type_keys, types, added, buckets, bucket_order, pushed, out = {}, {}, {}, {}, {}, {}, {}
+local waiters = SHARDS == 1 and redis.call('LLEN', K_WAITERS) > 0
 for i = 1, n do
   local base = 2 + (i - 1) * 5
   local name, ident, digest, msg = arg(base + 1), arg(base + 2), arg(base + 3), arg(base + 5)
@@ -44,10 +46,18 @@ for i = 1, n do
       local entries = buckets[b]
       entries[#entries + 1] = id
       entries[#entries + 1] = digest
-      pushed[#pushed + 1] = id
       added[tkey] = (added[tkey] or 0) + 1
-      qlen = qlen + 1
       out[i] = id
+      if waiters then
+        types[name] = types[name] or load_type(name)
+        local t = {id = id, key = key, type = name, ident = ident, status = S_ACCEPTED, run = 0,
+                   restarts = 0, nlog = 1}
+        waiters = hand_off(t, types[name], now)
+      end
+      if not waiters then
+        pushed[#pushed + 1] = id
+        qlen = qlen + 1
+      end
     end
   end
 end
@@ -62,7 +72,7 @@ if seq >= first then
   for i = 1, #pushed, 1000 do
     redis.call('RPUSH', K_QUEUE, unpack(pushed, i, math.min(i + 999, #pushed)))
   end
-  redis.call('ZADD', K_WAKE, 0, 'wake')
+  if #pushed > 0 then redis.call('ZADD', K_WAKE, 0, 'wake') end
   for key, count in pairs(added) do redis.call('HINCRBY', key, 'accepted', count) end
 end
 return out

@@ -3,7 +3,7 @@
 -- (reenqueueZombieTasks). Takes at most `limit` tasks per call, oldest deadline
 -- first, so a huge backlog never blocks Redis for long; each task is re-checked
 -- under the script's atomicity, so concurrent sweepers act on it exactly once.
--- KEYS[1..5], ARGV[1..7]: the common convention (_prelude.lua).
+-- KEYS[1..7], ARGV[1..8]: the common convention (_prelude.lua).
 -- arg(1) limit  arg(2) message ('' = a default saying why)
 -- Returns {id, type, identifier, new status, ...}.
 local now = now_ms()

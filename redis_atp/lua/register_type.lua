@@ -1,12 +1,12 @@
 -- register_type.lua: create a task type, or update the settings of an existing one.
--- KEYS[1..5], ARGV[1..7]: the common convention (_prelude.lua); also KEYS[6] typeseq.
+-- KEYS[1..7], ARGV[1..8]: the common convention (_prelude.lua); also KEYS[8] typeseq.
 -- arg(1) name  arg(2) handler (dotted path)  arg(3) timeout s  arg(4) timeret s
 -- arg(5) maxrestart (>= 0)
 -- Returns the type number.
 local name = arg(1)
 local n = redis.call('HGET', K_TYPES, name)
 if not n then
-  n = redis.call('INCR', KEYS[6])
+  n = redis.call('INCR', KEYS[8])
   redis.call('HSET', K_TYPES, name, n)
 end
 redis.call('HSET', P_TYPE .. n, 'name', name, 'handler', arg(2), 'timeout', arg(3),

@@ -1,5 +1,5 @@
 -- set_response.lua: store (or replace) a task's response and its MIME type.
--- KEYS[1..5], ARGV[1..7]: the common convention (_prelude.lua).
+-- KEYS[1..7], ARGV[1..8]: the common convention (_prelude.lua).
 -- arg(1) task id  arg(2) run token ('' = unfenced)  arg(3) response bytes
 -- arg(4) response type ('str' or 'bytes')  arg(5) MIME type
 -- Returns 1, or E_TASK_NOT_FOUND, {E_STALE, run, status}.

@@ -1,5 +1,5 @@
 -- start.lua: a dequeued task's handler starts (startTask): status RUNNING.
--- KEYS[1..5], ARGV[1..7]: the common convention (_prelude.lua).
+-- KEYS[1..7], ARGV[1..8]: the common convention (_prelude.lua).
 -- arg(1) task id  arg(2) run token ('' = unfenced)  arg(3) message
 -- Returns {type, identifier, handler, input}, or E_TASK_NOT_FOUND, E_STALE
 -- {E_STALE, run, status}, E_INVALID_TRANSITION {.., status} (task not SCHEDULED,
