@@ -30,6 +30,7 @@ from .cluster import cluster_scaling
 from .fleet import REPO_ROOT
 from .redisserver import RedisServer, server_version
 from .roundtrips import roundtrips
+from .rtt import slow_link
 from .scaling import scaling
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -47,10 +48,11 @@ class Sizes:
     rt_idle: int = 200  # round trips, one task at a time
     scaling: tuple[int, ...] = (1_000, 1_000_000)
     cluster_n: int = 10_000  # drains on a 3-master Redis Cluster, shards 1 and 8
+    rtt_n: int = 2_000  # W2 over a 1 ms round-trip link, prefetch on and off
 
 
 QUICK = Sizes(n=2_000, n_mem=5_000, lat_count=50, idle_count=5, rt_n=1_000, rt_idle=50,
-              scaling=(1_000, 100_000), cluster_n=2_000)
+              scaling=(1_000, 100_000), cluster_n=2_000, rtt_n=500)
 
 
 def log(msg: str) -> None:
@@ -73,6 +75,7 @@ def plan(s: Sizes, log_dir: Path) -> list[tuple[str, Callable[[RedisServer], dic
     ]
     steps += [(f"scaling_{size}", partial(scaling, size=size)) for size in s.scaling]
     steps.append(("cluster", lambda srv: cluster_scaling(s.cluster_n, log_dir)))
+    steps.append(("w2_slow_link", lambda srv: slow_link(srv, s.rtt_n, log_dir)))
     return steps
 
 
@@ -186,6 +189,11 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
                         f"{x['evalsha_commandstats']:,} vs MONITOR {x['evalsha_monitor']:,}"))
     out += _scaling_rows(r)
     out += _cluster_rows(r)
+    if "w2_slow_link" in r:
+        x = r["w2_slow_link"]
+        out.append((f"W2 over a {_f(x['rtt_ms'], 0)} ms round-trip link, handler with one Redis round trip "
+                    f"(n={x['n']:,}), prefetch on / off",
+                    f"{_i(x['prefetch_tasks_per_s'])} / {_i(x['no_prefetch_tasks_per_s'])} tasks/s"))
     return out
 
 

@@ -17,3 +17,16 @@ def noop(task_status: TaskStatus, input: Any) -> None:
     started = time.time()
     if isinstance(input, dict) and input.get("stamp"):
         task_status.tracker.client.rpush(LAT_KEY, repr(started))
+
+
+_client: Any = None
+
+
+def roundtrip(task_status: TaskStatus, input: Any) -> None:
+    """The peers' task body: one ``INCR bench:done`` on a client of its own."""
+    global _client
+    if _client is None:
+        import redis
+
+        _client = redis.Redis.from_url(input["url"])
+    _client.incr("bench:done")

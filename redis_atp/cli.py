@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--allow", action="append", default=_env_list("REDIS_ATP_ALLOW"), metavar="PREFIX",
                    help="run only handlers under this module prefix (repeatable; $REDIS_ATP_ALLOW, comma-separated)")
     w.add_argument("--burst", action="store_true", help="exit 0 once the queue is empty")
+    w.add_argument("--no-prefetch", dest="prefetch", action="store_false",
+                   help="never claim a task ahead (by default a slot does while its tasks are short)")
     w.add_argument("--grace", type=_positive(float), default=30.0,
                    help="seconds running tasks get to finish on SIGINT/SIGTERM (default 30)")
     w.add_argument("--heartbeat", type=_positive(float), default=10.0,
@@ -309,11 +311,9 @@ def cmd_retire(args: argparse.Namespace, tracker: Tracker) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s [%(process)d] %(message)s")
-    for path in reversed(args.path):
-        sys.path.insert(0, os.path.abspath(path))
     config = WorkerConfig(url=args.url, namespace=args.namespace, shards=args.shards, processes=args.processes,
                           threads=args.threads, paths=tuple(args.path), allow=tuple(args.allow),
-                          burst=args.burst, grace=args.grace, heartbeat=args.heartbeat)
+                          burst=args.burst, prefetch=args.prefetch, grace=args.grace, heartbeat=args.heartbeat)
     return Supervisor(config).run()
 
 

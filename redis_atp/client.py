@@ -26,7 +26,7 @@ from .connection import client_from_url
 from .errors import Code, InvalidInput, QueueEmpty, RedisATPError, error_for_code
 from .keys import Keys, check_text
 from .models import LogRecord, StartedTask, TaskType, parse_record
-from .scripts import Call, ScriptRunner, run_many
+from .scripts import Call, Pending, ScriptRunner, run_many
 from .serialization import pack_input, pack_response, unpack_input, unpack_response
 from .status import Status
 from .taskstatus import TaskStatus
@@ -48,6 +48,25 @@ class EvictionPolicyWarning(RuntimeWarning):
 
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8")
+
+
+class _Advance:
+    """The reply of :meth:`Tracker.send_advance`, read by :meth:`result`."""
+
+    def __init__(self, tracker: Tracker, owner: bytes, odig: str, msg: str, count: int, other_shards: list[int],
+                 pending: Pending) -> None:
+        self.tracker, self.owner, self.odig, self.msg, self.count = tracker, owner, odig, msg, count
+        self.other_shards, self.pending = other_shards, pending
+
+    def result(self) -> tuple[int, int, list[StartedTask]]:
+        reply = self.pending.result()
+        tasks = self.tracker._started(reply[2:])
+        for shard in self.other_shards if not tasks and self.count else []:  # sharded: the other shards
+            tasks = self.tracker._started(self.tracker._call(
+                "dequeue", self.owner, self.odig, self.count, "", "1", self.msg, _token_base(), shard=shard))
+            if tasks:
+                break
+        return int(reply[0]), int(reply[1]), tasks
 
 
 def _unpack_fields(raw: bytes) -> list[bytes]:
@@ -408,41 +427,52 @@ class Tracker:
         return self._started(self._dequeue(server_id, message, count, timeout, validate.message(start_message)))
 
     def advance(self, server_id: str, ended: tuple[TaskStatus, Status, str] | None = None,
-                start_message: str = "", count: int = 1, wait: bool = False) -> tuple[int, list[StartedTask]]:
-        """The worker's step in one round trip (script ``advance``): end the run
-        ``ended`` = ``(task_status, FINISHED or FAILED, message)`` unless its handler
-        already ended it, then claim up to ``count`` tasks and start them.
+                start: StartedTask | None = None, start_message: str = "", count: int = 1,
+                prefetch: bool = False, wait: bool = False) -> tuple[int, int, list[StartedTask]]:
+        """The worker's step in one round trip (script ``advance``).
 
-        Returns the ending's code (1 ended, 0 nothing to do, or a negative
-        :class:`~redis_atp.errors.Code` such as ``STALE``) and the started tasks;
-        an empty list means the queue is empty. With ``wait`` (unsharded only),
-        ``server_id`` then waits for a hand-off: the next task that becomes
-        ACCEPTED is claimed and started for it and put in its mailbox, to be taken
-        with :meth:`take_handoff`; otherwise wait with :meth:`wait_for_work`.
-        Stop waiting with :meth:`Fleet.release <redis_atp.fleet.Fleet.release>`.
+        Ends the run ``ended`` = ``(task_status, FINISHED or FAILED, message)`` unless
+        its handler already ended it; starts ``start``, a task this owner claimed with
+        ``prefetch``; claims up to ``count`` tasks, started, or with ``prefetch`` kept
+        SCHEDULED for later (their data comes back either way). With ``wait``
+        (unsharded), finding nothing, ``server_id`` waits for a hand-off: the next task
+        that becomes ACCEPTED is claimed and started for it, to be taken with
+        :meth:`take_handoff`; otherwise wait with :meth:`wait_for_work`. Stop waiting
+        with :meth:`Fleet.release <redis_atp.fleet.Fleet.release>`.
+
+        Returns the ending's and the start's codes (1 done, 0 nothing to do, or a
+        negative :class:`~redis_atp.errors.Code` such as ``STALE``) and the claimed
+        tasks (empty: the queue is empty).
         """
+        return self.send_advance(server_id, ended, start, start_message, count, prefetch, wait).result()
+
+    def send_advance(self, server_id: str, ended: tuple[TaskStatus, Status, str] | None = None,
+                     start: StartedTask | None = None, start_message: str = "", count: int = 1,
+                     prefetch: bool = False, wait: bool = False) -> _Advance:
+        """:meth:`advance`, sent without waiting: ``.result()`` reads its reply. The
+        worker runs its prefetched task meanwhile; the thread's next call on this
+        tracker reads the reply first."""
         owner = check_text("server id", server_id)
         odig = Keys.owner_digest(owner)
-        start = validate.message(start_message)
-        if ended is None:
-            end_args: tuple[Any, ...] = ("", "", "", "")
-            shards = self._next_shards()
-        else:
+        msg = validate.message(start_message)
+        end_args: tuple[Any, ...] = ("", "", "", "")
+        shards = self._next_shards()
+        if ended is not None:
             ts, outcome, message = ended
             tid = validate.task_id(ts.task_id)
             end_args = (tid, validate.token(ts.token), int(outcome), validate.message(message))
-            first = self._shard_of_id(tid)
-            shards = [first] + [s for s in self._next_shards() if s != first]
+            shards = [self._shard_of_id(tid)] + [s for s in shards if s != self._shard_of_id(tid)]
+        start_args: tuple[Any, ...] = ("", "")
+        if start is not None:
+            if self.shards > 1:
+                raise InvalidInput("starting a prefetched task in advance() needs an unsharded namespace")
+            start_args = (start.status.task_id, validate.token(start.status.token))
         handoff = str(_token_base()) if wait and self.shards == 1 else ""
-        reply = self._call("advance", owner, odig, *end_args, count, start, _token_base(), handoff,
-                           shard=shards[0])
-        started = self._started(reply[1:])
-        for shard in shards[1:] if not started else []:
-            started = self._started(self._call("dequeue", owner, odig, count, "", "1", start, _token_base(),
-                                               shard=shard))
-            if started:
-                break
-        return int(reply[0]), started
+        self._check_server()
+        pending = self._runs[shards[0]].send(
+            "advance", owner, odig, *end_args, *start_args, msg, count, "prefetch" if prefetch else "start",
+            _token_base(), handoff)
+        return _Advance(self, owner, odig, msg, count, shards[1:], pending)
 
     def wait_for_work(self, timeout: float) -> bool:
         """Block up to ``timeout`` seconds until an enqueue signals work (``BZPOPMIN``

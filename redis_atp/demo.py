@@ -27,6 +27,7 @@ from typing import Any
 import redis
 
 from .client import Tracker
+from .connection import client_from_url
 from .taskstatus import TaskStatus
 
 __all__ = ["handle", "run_demo"]
@@ -113,7 +114,7 @@ def run_demo(url: str | None, namespace: str, tasks: int, processes: int, embedd
 
 
 def _run(url: str, where: str, namespace: str, tasks: int, processes: int, keep: bool) -> int:
-    tracker = Tracker(redis.Redis.from_url(url), namespace, max_queue_size=0)
+    tracker = Tracker(client_from_url(url), namespace, max_queue_size=0)
     print(f"redis-atp demo: {tasks} tasks, {processes} worker processes, namespace {namespace!r}, {where}")
     if any(t.name == TYPE for t in tracker.list_task_types()):
         tracker.unregister_task_type(TYPE, force=True)  # a previous demo run in this namespace

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from functools import cache
 from importlib.resources import files
@@ -36,7 +37,7 @@ try:
 except ImportError:  # pure-Python redis-py packing then
     _pack = None
 
-__all__ = ["Script", "ScriptRunner", "SCRIPT_NAMES", "run_many", "Call"]
+__all__ = ["Script", "ScriptRunner", "Pending", "SCRIPT_NAMES", "run_many", "Call"]
 
 SCRIPT_NAMES = (
     "register_type", "unregister_type", "enqueue", "dequeue", "start", "progress", "finish",
@@ -73,6 +74,29 @@ def script(name: str) -> Script:
     return Script(name)
 
 
+class Pending:
+    """A script call sent ahead (:meth:`ScriptRunner.send`); :meth:`result` reads its reply."""
+
+    __slots__ = ("runner", "name", "call", "lease", "reply")
+    _UNREAD = object()
+
+    def __init__(self, runner: ScriptRunner, name: str, call: tuple[Any, ...], lease: _Lease | None) -> None:
+        self.runner, self.name, self.call, self.lease = runner, name, call, lease
+        self.reply: Any = Pending._UNREAD
+
+    def result(self) -> Any:
+        """The reply; raises what the call raised. A call answered NOSCRIPT did nothing
+        and is run again, now and in full (``EVAL``)."""
+        if self.reply is Pending._UNREAD and self.lease is not None:
+            self.runner._drain(self.lease)
+        reply = self.reply
+        if isinstance(reply, NoScriptError):
+            return self.runner._execute(("EVAL", script(self.name).source, *self.call[1:]))
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+
 class _Lease:
     """A pooled connection held by one thread, returned to the pool when the thread ends.
 
@@ -81,12 +105,27 @@ class _Lease:
     connection error the lease is dropped, never reconnected in place.
     """
 
-    __slots__ = ("pool", "conn", "pid")
+    __slots__ = ("pool", "conn", "pid", "pending")
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         self.conn: Any = pool.get_connection()
         self.pid = os.getpid()
+        self.pending: deque[Pending] = deque()  # calls sent ahead, replies not read yet
+
+    def drain(self) -> None:
+        """Read the replies of the calls sent ahead, in order, into their ``Pending``."""
+        while self.pending:
+            pending = self.pending.popleft()
+            try:
+                pending.reply = self.conn.read_response()
+            except ResponseError as exc:
+                pending.reply = exc
+            except BaseException as exc:
+                for p in (pending, *self.pending):
+                    p.reply = exc
+                self.pending.clear()
+                raise
 
     def drop(self) -> None:
         """Give the connection back to the pool, disconnected (at most once)."""
@@ -139,23 +178,65 @@ class ScriptRunner:
             return (script(name).sha, n + len(extra_keys), *head[:n], *extra_keys, *head[n:], *args)
         return (script(name).sha, n, *head, *args)
 
-    def _execute(self, args: tuple[Any, ...]) -> Any:
-        if self._pool is None:
-            return self.client.execute_command(*args)
+    def _lease(self) -> _Lease:
         lease = getattr(self._local, "lease", None)
         if lease is None or lease.pid != os.getpid():
             lease = self._local.lease = _Lease(self._pool)
-        conn = lease.conn
+        return lease
+
+    def _broken(self, lease: _Lease) -> None:
+        if getattr(self._local, "lease", None) is lease:
+            self._local.lease = None  # a connection in an unknown state is never reused
+        lease.drop()
+
+    def _drain(self, lease: _Lease) -> None:
         try:
-            packed = [_pack(args)] if _pack is not None else conn.pack_command(*args)
-            conn.send_packed_command(packed, check_health=False)
-            return conn.read_response()
+            lease.drain()
+        except BaseException:
+            self._broken(lease)
+            raise
+
+    def _send(self, lease: _Lease, args: tuple[Any, ...]) -> None:
+        conn = lease.conn
+        packed = [_pack(args)] if _pack is not None else conn.pack_command(*args)
+        conn.send_packed_command(packed, check_health=False)
+
+    def _execute(self, args: tuple[Any, ...]) -> Any:
+        if self._pool is None:
+            return self.client.execute_command(*args)
+        lease = self._lease()
+        self._drain(lease)
+        try:
+            self._send(lease, args)
+            return lease.conn.read_response()
         except ResponseError:
             raise
         except BaseException:
-            self._local.lease = None  # a connection in an unknown state is never reused
-            lease.drop()
+            self._broken(lease)
             raise
+
+    def send(self, name: str, *args: Any) -> Pending:
+        """Send a script call without waiting for its reply (read it with ``result()``):
+        the worker overlaps a round trip with running the next task. The thread's next
+        call on this runner reads the reply first, so replies never mix. Without a
+        connection of its own (a cluster client) the call runs at once."""
+        call = self._argv(name, args, ())
+        if self._pool is None:
+            pending = Pending(self, name, call, None)
+            try:
+                pending.reply = self(name, *args)
+            except ResponseError as exc:
+                pending.reply = exc
+            return pending
+        lease = self._lease()
+        pending = Pending(self, name, call, lease)
+        try:
+            self._send(lease, ("EVALSHA", *call))
+        except BaseException:
+            self._broken(lease)
+            raise
+        lease.pending.append(pending)
+        return pending
 
     def __call__(self, name: str, *args: Any, extra_keys: tuple[str, ...] = ()) -> Any:
         """Run script ``name`` with the common KEYS/ARGV head, then ``extra_keys`` and ``args``."""

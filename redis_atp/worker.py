@@ -1,11 +1,13 @@
 """The worker fleet (the seed's ATPD, rebuilt): a supervisor and N worker processes.
 
 Lifecycle of a worker process: it registers, then each of its ``threads`` slots
-claims a task (one script call: SCHEDULED and RUNNING, with a fencing token),
-runs ``handler(task_status, input)`` and ends the task (one script call:
-FINISHED, or FAILED with the error). Idle slots block on Redis (``BZPOPMIN`` on
-the wake key), so an idle fleet sends almost nothing and starts work within
-milliseconds.
+loops on one script call (``advance``) that ends the previous run (FINISHED, or
+FAILED with the error) and claims and starts the next task (SCHEDULED, then
+RUNNING, with a fencing token), and runs ``handler(task_status, input)``. A
+slot that finds no work waits on its own mailbox, where the next task that
+becomes ACCEPTED is handed to it already started (sharded namespaces: it waits
+on the wake keys), so an idle fleet sends almost nothing and starts work within
+a millisecond.
 
 Failure handling:
 
@@ -30,6 +32,7 @@ import os
 import random
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -66,6 +69,9 @@ MAX_ERROR_CHARS = 2000
 #: Seconds an idle slot waits on its mailbox for a hand-off before it checks the queue
 #: again (a warm shutdown wakes it at once).
 HANDOFF_WAIT = 5.0
+#: A slot prefetches one task while its handlers take less than this (s) on average;
+#: a longer task would keep the prefetched one waiting while other slots idle.
+PREFETCH_BELOW = 0.05
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,9 @@ class WorkerConfig:
     allow: tuple[str, ...] = ()
     #: Exit 0 once the queue is empty.
     burst: bool = False
+    #: While handlers are short, keep one task claimed ahead and overlap the round
+    #: trip of each step with running it (see ``WorkerProcess._slot``).
+    prefetch: bool = True
     #: Warm shutdown: seconds running tasks get to finish before a cold shutdown.
     grace: float = 30.0
     #: Seconds without a heartbeat after which a worker's tasks are recovered.
@@ -194,11 +203,14 @@ class WorkerProcess:
         return 0
 
     def _wake_slots(self) -> bool:
-        """Wake slots waiting on their mailboxes (warm shutdown): an empty entry is no task."""
+        """Wake slots waiting on their mailboxes (warm shutdown): an empty entry is no task.
+        It expires, in case its slot stopped, and deleted its mailbox, just before."""
         try:
             pipe = self.tracker.client.pipeline(transaction=False)
             for owner in self.owners:
-                pipe.rpush(self.tracker.keys.mailbox(Keys.owner_digest(owner.encode())), b"")
+                mailbox = self.tracker.keys.mailbox(Keys.owner_digest(owner.encode()))
+                pipe.rpush(mailbox, b"")
+                pipe.pexpire(mailbox, 60_000)
             pipe.execute()
         except TRANSIENT:
             pass  # slots find out within their wait anyway
@@ -230,39 +242,70 @@ class WorkerProcess:
         os._exit(0)
 
     def _slot(self, owner: str) -> None:
-        """Claim, run and end tasks, one ``advance`` round trip per task."""
+        """Claim, run and end tasks: one ``advance`` round trip per task.
+
+        While tasks are short the slot keeps one prefetched task (claimed, SCHEDULED):
+        it sends the next ``advance`` (end this run, start the prefetched task,
+        prefetch another) ahead and runs the prefetched task while the reply travels.
+        A slot with nothing to do waits for a hand-off (or on the wake keys, sharded).
+        """
         backoff = Backoff()
         reconnected = False
-        handoff = not self.config.burst and self.tracker.shards == 1
+        unsharded = self.tracker.shards == 1
+        handoff = unsharded and not self.config.burst
         ended: _Ended | None = None  # a run that is over but not yet recorded in Redis
+        prefetched: StartedTask | None = None
+        quick = PREFETCH_BELOW  # moving average of handler durations (s): prefetch once it is short
         while not self.stopping.is_set():
             try:
                 if reconnected:
-                    keep = [ended.task.status.task_id] if ended else []
+                    keep = [t.status.task_id for t in (ended.task if ended else None, prefetched) if t]
                     for tid, t, ident, _ in self.fleet.release(
                             owner, keep, "claim reply lost to a connection failure; put back"):
                         log.warning("task put back id=%d type=%s identifier=%s (claim reply lost)", tid, t, ident)
                     reconnected = False
-                ending, tasks = self.tracker.advance(owner, ended.args() if ended else None, wait=handoff)
-                if ended:
-                    ended.report(ending)
-                    ended = None
-                backoff.reset()
-                if not tasks:
-                    if self.config.burst:
-                        break
-                    if not handoff:
-                        self.tracker.wait_for_work(self.config.block)
+                prefetch = self.config.prefetch and unsharded and quick < PREFETCH_BELOW
+                if prefetched is not None:
+                    task, prefetched = prefetched, None
+                    previous, ended = ended, None
+                    pending = self.tracker.send_advance(owner, previous.args() if previous else None, start=task,
+                                                        count=1 if prefetch else 0, prefetch=True)
+                    ended = self._execute(task)  # while the reply travels
+                    try:
+                        ending, _, tasks = pending.result()
+                    except TRANSIENT:
+                        if previous:
+                            self._end(previous)  # idempotent; the run just done stays in `ended`
+                        raise
+                    if previous:
+                        previous.report(ending)
+                    prefetched = tasks[0] if tasks else None
+                else:
+                    ending, _, tasks = self.tracker.advance(owner, ended.args() if ended else None,
+                                                            prefetch=prefetch, wait=handoff)
+                    if ended:
+                        ended.report(ending)
+                        ended = None
+                    if prefetch and tasks:
+                        prefetched = tasks[0]
                         continue
-                    tasks = self.tracker.take_handoff(owner, HANDOFF_WAIT)
+                    if not tasks:
+                        if self.config.burst:
+                            break
+                        if not handoff:
+                            self.tracker.wait_for_work(self.config.block)
+                            continue
+                        tasks = self.tracker.take_handoff(owner, HANDOFF_WAIT)
+                    for task in tasks:
+                        ended = self._execute(task)
+                if ended:
+                    quick = 0.8 * quick + 0.2 * ended.duration
+                backoff.reset()
             except TRANSIENT as exc:
                 reconnected = True
                 delay = backoff.next()
                 log.warning("slot=%s redis unavailable (%s); retrying in %.2fs", owner, exc, delay)
                 self.stopping.wait(delay)
-                continue
-            for task in tasks:
-                ended = self._execute(task)
         if ended:
             self._end(ended)
         self._retry(lambda: self.fleet.release(owner, (), f"worker {self.id} stopping; put back"))
@@ -369,6 +412,9 @@ class Supervisor:
 
     def run(self) -> int:
         """Run the fleet until shutdown; returns the exit code (0 on a clean shutdown)."""
+        for path in reversed(self.config.paths):
+            if os.path.abspath(path) not in sys.path:
+                sys.path.insert(0, os.path.abspath(path))
         self.tracker = worker_tracker(self.config)
         self.fleet = Fleet(self.tracker, self.config.heartbeat)
         rfd, wfd = os.pipe()

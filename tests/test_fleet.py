@@ -31,12 +31,12 @@ def test_reaping_a_named_worker_counts_restarts(tracker: Tracker) -> None:
     fleet = Fleet(tracker)
     wid = "host-2-abcd.1"
     fleet.beat([(wid, 1234, 2)])
-    tracker.claim(slot_ids(wid, 2)[1])
+    tracker.claim_started(slot_ids(wid, 2)[1])
     assert fleet.reap(wid, "worker died") == [(tid, "t", "x", Status.ACCEPTED)]
     assert tracker.describe_task(tid)["restarts"] == 1
     assert fleet.workers() == []
     fleet.beat([(wid, 1234, 2)])
-    tracker.claim(slot_ids(wid, 2)[0])
+    tracker.claim_started(slot_ids(wid, 2)[0])
     assert fleet.reap(wid) == [(tid, "t", "x", Status.FAILED)]
     assert "restart limit reached" in tracker.get_task_log("t", "x")[-1][2]
 
@@ -81,8 +81,7 @@ def test_orderly_reap_does_not_charge_a_restart(tracker: Tracker) -> None:
 
 def test_a_waiting_owner_is_handed_the_next_task(tracker: Tracker) -> None:
     tracker.register_task_type("t", HANDLER)
-    ending, started = tracker.advance("idle/0", wait=True)
-    assert (ending, started) == (0, [])
+    assert tracker.advance("idle/0", wait=True) == (0, 0, [])
     tid = tracker.enqueue_task("t", "x", {"n": 1})
     assert tracker.get_queue_size() == 0  # never queued
     assert tracker.get_task_status(tid) == (Status.RUNNING, "RUNNING")
@@ -90,7 +89,7 @@ def test_a_waiting_owner_is_handed_the_next_task(tracker: Tracker) -> None:
     assert (task.status.task_id, task.type, task.identifier, task.input) == (tid, "t", "x", {"n": 1})
     assert tracker.describe_task(tid)["owner"] == "idle/0"
     task.status.setRunning("working")  # the hand-off's token fences this run
-    ending, _ = tracker.advance("idle/0", (task.status, Status.FINISHED, ""))
+    ending, _, _ = tracker.advance("idle/0", (task.status, Status.FINISHED, ""))
     assert ending == 1 and tracker.get_task_status(tid) == (Status.FINISHED, "FINISHED")
     assert [s[1] for _, s, _ in tracker.get_task_log("t", "x")] == [
         "ACCEPTED", "SCHEDULED", "RUNNING", "RUNNING", "FINISHED"]
@@ -151,3 +150,41 @@ def test_sharded_namespaces_do_not_hand_off(client: object, namespace: str) -> N
     tid = t.enqueue_task("t", "x", 1)
     assert t.get_task_status(tid)[1] == "ACCEPTED"
     t.unregister_task_type("t", force=True)
+
+
+def test_a_dead_worker_s_prefetched_task_goes_back_uncharged(tracker: Tracker) -> None:
+    tracker.register_task_type("t", HANDLER, maxrestart=0)
+    ran, waiting = tracker.enqueue_task("t", "ran", 1), tracker.enqueue_task("t", "waiting", 2)
+    tracker.enqueue_task("t", "later", 3)  # a backlog, so the worker prefetches
+    fleet = Fleet(tracker)
+    fleet.beat([("w", 1, 1)])
+    _, _, [first] = tracker.advance("w/0", prefetch=True)  # claimed, SCHEDULED
+    assert tracker.get_task_status(first.status.task_id)[1] == "SCHEDULED"
+    pending = tracker.send_advance("w/0", None, start=first, prefetch=True)  # start it, prefetch the next
+    assert pending.result()[1] == 1
+    assert tracker.get_task_status(ran)[1] == "RUNNING" and tracker.get_task_status(waiting)[1] == "SCHEDULED"
+    recovered = {tid: status for tid, _, _, status in fleet.reap("w", "worker w died")}
+    assert recovered == {ran: Status.FAILED, waiting: Status.ACCEPTED}  # only a started run counts
+
+
+def test_calls_made_while_a_reply_is_in_flight_do_not_mix(tracker: Tracker) -> None:
+    tracker.register_task_type("t", HANDLER)
+    a, b = tracker.enqueue_task("t", "a", 1), tracker.enqueue_task("t", "b", 2)
+    tracker.enqueue_task("t", "c", 3)
+    _, _, [first] = tracker.advance("w/0", prefetch=True)
+    pending = tracker.send_advance("w/0", None, start=first, prefetch=True)
+    first.status.setRunning("a handler's call, sent after the advance")  # reads the advance's reply first
+    assert tracker.get_task_log("t", "a")[-1][2] == "a handler's call, sent after the advance"
+    ending, starting, [second] = pending.result()
+    assert (ending, starting, second.status.task_id) == (0, 1, b) and a == first.status.task_id
+
+
+def test_a_prefetch_never_takes_the_last_queued_task(tracker: Tracker) -> None:
+    tracker.register_task_type("t", HANDLER)
+    ids = [tracker.enqueue_task("t", str(i), i) for i in range(3)]
+    _, _, [first] = tracker.advance("a/0", prefetch=True)
+    _, started, more = tracker.send_advance("a/0", None, start=first, prefetch=True).result()
+    assert started == 1 and len(more) == 1  # two were waiting: one prefetched
+    _, started, more = tracker.send_advance("a/0", None, start=more[0], prefetch=True).result()
+    assert started == 1 and more == []  # one left: it stays for whoever is free
+    assert tracker.get_queue_size() == 1 and tracker.dequeue_task("b") == [ids[2]]

@@ -242,24 +242,27 @@ end
 -- Claims task `t` (ACCEPTED, already off the queue) for an owner: SCHEDULED, the
 -- owner, a new run number, the fencing token `token` (random, from the claimer)
 -- and a deadline; its id joins the owner's set. With start_msg it goes on to
--- RUNNING and its type, identifier, handler and input are returned as well.
+-- RUNNING. With `data`, its type, identifier, handler and input are returned too.
 -- Returns {id, token, [type, identifier, handler, input]}.
-local function take(t, ty, owner, odig, now, msg, start_msg, token)
+local function take(t, ty, owner, odig, now, msg, start_msg, token, data)
   t.popped, t.run, t.odig, t.token = true, t.run + 1, odig, token
   redis.call('HSET', t.key, 'owner', owner, 'odig', odig, 'run', t.run, 'token', token)
   redis.call('SADD', P_OWNED .. odig, istr(t.id))
-  if not start_msg then
+  if start_msg then
+    set_status(t, ty, S_RUNNING, now, start_msg, S_SCHEDULED, msg)
+  else
     set_status(t, ty, S_SCHEDULED, now, msg)
-    return {istr(t.id), token}
   end
-  set_status(t, ty, S_RUNNING, now, start_msg, S_SCHEDULED, msg)
+  if not data then return {istr(t.id), token} end
   return {istr(t.id), token, t.type, t.ident, ty.handler, redis.call('HGET', t.key, 'input')}
 end
 
 -- Takes up to `count` tasks from the head of the queue for an owner (see take);
--- the tokens are token_base, token_base + 1, ...
+-- the tokens are token_base, token_base + 1, ... With start_msg they are started,
+-- and their data returned; with `data` alone they stay SCHEDULED (a worker's
+-- prefetch) and their data is returned.
 -- Returns {id, token, [type, identifier, handler, input,] ...}.
-local function claim(owner, odig, count, msg, start_msg, token_base)
+local function claim(owner, odig, count, msg, start_msg, token_base, data)
   local now = now_ms()
   local types, out = {}, {}
   for _, id in ipairs(redis.call('LPOP', K_QUEUE, count) or {}) do
@@ -270,7 +273,8 @@ local function claim(owner, odig, count, msg, start_msg, token_base)
         ty = type_of(t)
         types[t.type] = ty
       end
-      for _, v in ipairs(take(t, ty, owner, odig, now, msg, start_msg, istr(token_base + #out))) do
+      local token = istr(token_base + #out)
+      for _, v in ipairs(take(t, ty, owner, odig, now, msg, start_msg, token, data or start_msg ~= nil)) do
         out[#out + 1] = v
       end
     end
@@ -300,7 +304,7 @@ local function hand_off(t, ty, now)
     if entry then
       redis.call('HDEL', K_WAITING, odig)
       local sp = string.find(entry, ' ', 1, true)
-      local fields = take(t, ty, string.sub(entry, sp + 1), odig, now, '', '', string.sub(entry, 1, sp - 1))
+      local fields = take(t, ty, string.sub(entry, sp + 1), odig, now, '', '', string.sub(entry, 1, sp - 1), true)
       redis.call('RPUSH', P_MAILBOX .. odig, pack_fields(fields))
       return true
     end

@@ -2,9 +2,10 @@
 -- running, goes back to the queue, and the owner stops waiting for hand-offs. Without
 -- restart: after a reconnect (a claim whose reply was lost), when a worker stops;
 -- the tasks just go back (ACCEPTED, uncharged). With restart: the owner's worker
--- died; each recovery counts against maxrestart (FAILED once used up), so a task
--- that kills every worker that runs it cannot loop forever. Tasks handed to the
--- owner but never taken from its mailbox always go back uncharged.
+-- died; each recovery of a task that had started counts against maxrestart (FAILED
+-- once used up), so a task that kills every worker that runs it cannot loop
+-- forever. Tasks the owner claimed but never started (SCHEDULED: a worker's
+-- prefetch) or never took from its mailbox always go back uncharged.
 -- KEYS[1..7], ARGV[1..8]: the common convention (_prelude.lua).
 -- arg(1) owner digest  arg(2) message  arg(3) restart ('1' or '0')  arg(4) guard key:
 -- do nothing while it exists (the worker's heartbeat; '' = none)  arg(5...) ids to keep
@@ -15,6 +16,7 @@ for i = 5, #ARGV - NARG do keep[arg(i)] = true end
 local now, msg, restart = now_ms(), arg(2), arg(3) == '1'
 local out = unwait(arg(1), msg)
 for _, v in ipairs(for_owned(arg(1), keep, function(t, ty)
-  if restart then recover(t, ty, now, '', msg) else set_status(t, ty, S_ACCEPTED, now, msg) end
+  if restart and t.status ~= S_SCHEDULED then recover(t, ty, now, '', msg)
+  else set_status(t, ty, S_ACCEPTED, now, msg) end
 end)) do out[#out + 1] = v end
 return out
