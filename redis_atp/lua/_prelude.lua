@@ -41,13 +41,21 @@ end
 local function bucket_key(id) return P_IDS .. istr(math.floor(id / (IDS_PER_BUCKET * SHARDS))) end
 
 -- The type named `name`: its key and settings, or nil when it is not registered.
+-- Read once per script call (a worker's step touches up to three tasks).
+local type_cache = {}
 local function load_type(name)
+  local cached = type_cache[name]
+  if cached ~= nil then return cached or nil end
   local n = redis.call('HGET', K_TYPES, name)
-  if not n then return nil end
-  local key = P_TYPE .. n
-  local v = redis.call('HMGET', key, 'handler', 'timeout', 'timeret', 'maxrestart')
-  return {name = name, key = key, handler = v[1], timeout = tonumber(v[2]) or 0,
+  local ty = false
+  if n then
+    local key = P_TYPE .. n
+    local v = redis.call('HMGET', key, 'handler', 'timeout', 'timeret', 'maxrestart')
+    ty = {name = name, key = key, handler = v[1], timeout = tonumber(v[2]) or 0,
           timeret = tonumber(v[3]) or -1, maxrestart = tonumber(v[4]) or 0}
+  end
+  type_cache[name] = ty
+  return ty or nil
 end
 
 -- A task's type; a task outlives its type only if someone deleted keys by hand.
@@ -203,16 +211,12 @@ end
 -- goes through `act(t, ty)`; the owner's set keeps only the ids in `keep`.
 -- Returns {id, type, identifier, new status, ...} of the tasks acted on.
 local function for_owned(odig, keep, act)
-  local owned, out, types = P_OWNED .. odig, {}, {}
+  local owned, out = P_OWNED .. odig, {}
   for _, id in ipairs(redis.call('SMEMBERS', owned)) do
     if not keep[id] then
       local t = load_task(id)
       if t and is_live(t.status) and t.odig == odig then
-        local ty = types[t.type]
-        if ty == nil then
-          ty = type_of(t)
-          types[t.type] = ty
-        end
+        local ty = type_of(t)
         act(t, ty)
         out[#out + 1] = t.id
         out[#out + 1] = t.type
@@ -264,15 +268,11 @@ end
 -- Returns {id, token, [type, identifier, handler, input,] ...}.
 local function claim(owner, odig, count, msg, start_msg, token_base, data)
   local now = now_ms()
-  local types, out = {}, {}
+  local out = {}
   for _, id in ipairs(redis.call('LPOP', K_QUEUE, count) or {}) do
     local t = load_task(id)
     if t and t.status == S_ACCEPTED then
-      local ty = types[t.type]
-      if ty == nil then
-        ty = type_of(t)
-        types[t.type] = ty
-      end
+      local ty = type_of(t)
       local token = istr(token_base + #out)
       for _, v in ipairs(take(t, ty, owner, odig, now, msg, start_msg, token, data or start_msg ~= nil)) do
         out[#out + 1] = v

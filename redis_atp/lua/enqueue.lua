@@ -13,18 +13,13 @@ local record = log_record(now, S_ACCEPTED, '')
 local qlen = max_size > 0 and redis.call('LLEN', K_QUEUE) or 0
 local seq = tonumber(redis.call('GET', K_SEQ) or '0')
 local first = seq + 1
-local type_keys, types, added, buckets, bucket_order, pushed, out = {}, {}, {}, {}, {}, {}, {}
+local added, buckets, bucket_order, pushed, out = {}, {}, {}, {}, {}
 local waiters = SHARDS == 1 and redis.call('LLEN', K_WAITERS) > 0
 for i = 1, n do
   local base = 2 + (i - 1) * 5
   local name, ident, digest, msg = arg(base + 1), arg(base + 2), arg(base + 3), arg(base + 5)
-  local tkey = type_keys[name]
-  if tkey == nil then
-    local number = redis.call('HGET', K_TYPES, name)
-    tkey = number and (P_TYPE .. number) or false
-    type_keys[name] = tkey
-  end
-  if not tkey then
+  local ty = load_type(name)
+  if not ty then
     out[i] = E_TYPE_NOT_FOUND
   elseif max_size > 0 and qlen >= max_size then
     out[i] = E_QUEUE_FULL
@@ -46,13 +41,12 @@ for i = 1, n do
       local entries = buckets[b]
       entries[#entries + 1] = id
       entries[#entries + 1] = digest
-      added[tkey] = (added[tkey] or 0) + 1
+      added[ty.key] = (added[ty.key] or 0) + 1
       out[i] = id
       if waiters then
-        types[name] = types[name] or load_type(name)
         local t = {id = id, key = key, type = name, ident = ident, status = S_ACCEPTED, run = 0,
                    restarts = 0, nlog = 1}
-        waiters = hand_off(t, types[name], now)
+        waiters = hand_off(t, ty, now)
       end
       if not waiters then
         pushed[#pushed + 1] = id

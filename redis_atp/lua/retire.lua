@@ -9,7 +9,7 @@
 local first, step = tonumber(arg(1)), tonumber(arg(2))
 local last = math.floor(tonumber(redis.call('GET', K_SEQ) or '0') / IDS_PER_BUCKET)
 local now = now_ms()
-local types, out = {}, {0}
+local out = {0}
 for b = first, math.min(last, first + step - 1) do
   local bkey = P_IDS .. b
   local entries = redis.call('HGETALL', bkey)
@@ -20,11 +20,7 @@ for b = first, math.min(last, first + step - 1) do
       if not t then
         redis.call('HDEL', bkey, entries[i])
       elseif is_terminal(t.status) then
-        local ty = types[t.type]
-        if ty == nil then
-          ty = type_of(t)
-          types[t.type] = ty
-        end
+        local ty = type_of(t)
         local last_rec = redis.call('HGET', t.key, 'log:' .. (redis.call('HGET', t.key, 'nlog') or '1'))
         local ended = tonumber(string.match(last_rec or '', '^[%d.]+') or '0') * 1000
         if ty.timeret > 0 and ended + ty.timeret * 1000 <= now then
