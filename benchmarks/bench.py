@@ -69,6 +69,7 @@ def plan(s: Sizes, log_dir: Path) -> list[tuple[str, Callable[[RedisServer], dic
         ("w3", lambda srv: w.w3_latency(srv, s.lat_count, w.W3_GAP_S, log_dir, "w3")),
         ("w3i", lambda srv: w.w3_latency(srv, s.idle_count, w.W3I_GAP_S, log_dir, "w3i")),
         ("w4", lambda srv: w.w4_memory(srv, s.n_mem)),
+        ("lifecycle", lambda srv: w.one_client_lifecycle(srv, s.n // 4)),
         ("rt_single", lambda srv: roundtrips(srv, s.rt_n, "single", log_dir)),
         ("rt_bulk", lambda srv: roundtrips(srv, s.rt_n, "bulk", log_dir)),
         ("rt_idle", lambda srv: roundtrips(srv, s.rt_idle, "idle", log_dir)),
@@ -176,6 +177,10 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         x = r["w4"]
         out.append((f"W4 memory, {x['n']:,} queued tasks",
                     f"{_i(x['bytes_per_task'])} bytes/task, {_f(x['keys_per_task'], 3)} keys/task"))
+    if "lifecycle" in r:
+        x = r["lifecycle"]
+        out.append((f"One client, dequeue + start + finish (n={x['n']:,}): seed calls (3 per task) / `advance` (1)",
+                    f"{_i(x['seed_calls_tasks_per_s'])} / {_i(x['advance_tasks_per_s'])} tasks/s"))
     for key, label in (("rt_single", "`enqueue_task`, then 2-process drain"),
                        ("rt_bulk", "`enqueue_many`, then 2-process drain"),
                        ("rt_idle", "one task at a time, 1 idle worker")):

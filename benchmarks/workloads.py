@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from redis_atp import Tracker
+from redis_atp import Status, Tracker
 
 from .common import (
     BATCH,
@@ -167,3 +167,26 @@ def w4_memory(server: RedisServer, n: int) -> dict[str, Any]:
     after, keys_after = int(client.info("memory")["used_memory"]), int(client.dbsize())
     return {"n": n, "used_memory_before": before, "used_memory_after": after,
             "bytes_per_task": (after - before) / n, "keys_per_task": (keys_after - keys_before) / n}
+
+
+def one_client_lifecycle(server: RedisServer, n: int) -> dict[str, Any]:
+    """One client, no fleet: the seed's lifecycle (``dequeue_task``, ``start_task``,
+    ``stop_task_success``: three calls per task) and the worker's (``advance``: one
+    call that ends the last task and claims and starts the next)."""
+    tracker = make_tracker(server.client())
+    enqueue_bulk(tracker, tasks("seed", n))
+    t0 = time.perf_counter()
+    for _ in range(n):
+        [tid] = tracker.dequeue_task("bench-client")
+        tracker.start_task(tid)
+        tracker.stop_task_success(tid)
+    seed_rate = n / (time.perf_counter() - t0)
+    enqueue_bulk(tracker, tasks("adv", n))
+    t0 = time.perf_counter()
+    ended = None
+    for _ in range(n):
+        _, _, [task] = tracker.advance("bench-client", ended)
+        ended = (task.status, Status.FINISHED, "")
+    tracker.advance("bench-client", ended, count=0)
+    advance_rate = n / (time.perf_counter() - t0)
+    return {"n": n, "seed_calls_tasks_per_s": seed_rate, "advance_tasks_per_s": advance_rate}

@@ -3,7 +3,8 @@
 ``Tracker`` is the object API; :mod:`redis_atp.tracker` is the seed's module API.
 """
 
-from .client import EvictionPolicyWarning, Tracker
+from .client import Tracker
+from .connection import EvictionPolicyWarning
 from .errors import (
     DuplicateTask,
     InvalidInput,

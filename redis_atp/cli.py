@@ -60,6 +60,11 @@ def _common() -> argparse.ArgumentParser:
     return p
 
 
+def _max_queue_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-queue-size", type=int, default=int(os.environ.get("REDIS_ATP_MAX_QUEUE_SIZE", 64)),
+                   help="the producers' queue limit (default: $REDIS_ATP_MAX_QUEUE_SIZE or 64)")
+
+
 def _task_ref(p: argparse.ArgumentParser) -> None:
     p.add_argument("type", nargs="?", help="task type")
     p.add_argument("identifier", nargs="?", help="task identifier")
@@ -76,9 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = cmd("info", cmd_info, "queue, tasks per type and status, overdue tasks, live workers")
-    p.add_argument("--max-queue-size", type=int, default=int(os.environ.get("REDIS_ATP_MAX_QUEUE_SIZE", 64)),
-                   help="the producers' queue limit (default: $REDIS_ATP_MAX_QUEUE_SIZE or 64)")
+    _max_queue_size(cmd("info", cmd_info, "queue, tasks per type and status, overdue tasks, live workers"))
     types = cmd("types", cmd_types, "list task types; register or unregister one")
     tsub = types.add_subparsers(dest="action", metavar="ACTION")
     reg = tsub.add_parser("register", parents=[common], help="create or update a task type")
@@ -95,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("identifier")
     p.add_argument("--input", default="null", help="task input as JSON (default: null)")
     p.add_argument("--message", default="", help="first log message")
-    p.add_argument("--max-queue-size", type=int, default=int(os.environ.get("REDIS_ATP_MAX_QUEUE_SIZE", 64)))
+    _max_queue_size(p)
     _task_ref(cmd("show", cmd_show, "everything about one task, with its full log"))
     p = cmd("response", cmd_response, "print (or save) a task's response")
     _task_ref(p)
@@ -325,8 +328,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- entry point
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         if args.func is None:
             return int(args.run(args))
         client = client_from_url(args.url, socket_connect_timeout=3, socket_timeout=30)

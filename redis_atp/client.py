@@ -15,24 +15,23 @@ from __future__ import annotations
 import math
 import secrets
 import time
-import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from redis.cluster import RedisCluster
 
 from . import validate
-from .connection import client_from_url
+from .connection import client_from_url, warn_if_evicting
 from .errors import Code, InvalidInput, QueueEmpty, RedisATPError, error_for_code
 from .keys import Keys, check_text
-from .models import LogRecord, StartedTask, TaskType, parse_record
+from .models import LogRecord, StartedTask, TaskType, parse_record, unpack_fields
 from .scripts import Call, Pending, ScriptRunner, run_many
 from .serialization import pack_input, pack_response, unpack_input, unpack_response
 from .status import Status
 from .taskstatus import TaskStatus
 from .validate import Handler
 
-__all__ = ["Tracker", "EvictionPolicyWarning"]
+__all__ = ["Tracker"]
 
 #: Tasks handled per script call by the batched housekeeping scripts.
 _REAP_BATCH = 500
@@ -40,10 +39,6 @@ _BUCKETS_PER_STEP = 50
 _COUNTS = ("accepted", "scheduled", "running", "paused", "finished_total", "failed_total")
 #: On a Redis Cluster an idle consumer of a sharded namespace blocks on one shard at a time.
 _CLUSTER_WAIT_SLICE = 0.25
-
-
-class EvictionPolicyWarning(RuntimeWarning):
-    """Redis may evict keys (``maxmemory-policy`` is not ``noeviction``): queue state could vanish."""
 
 
 def _text(raw: bytes) -> str:
@@ -69,47 +64,9 @@ class _Advance:
         return int(reply[0]), int(reply[1]), tasks
 
 
-def _unpack_fields(raw: bytes) -> list[bytes]:
-    """The fields of a hand-off, stored length-prefixed: ``<len>:<bytes>`` each."""
-    fields, pos = [], 0
-    while pos < len(raw):
-        colon = raw.index(b":", pos)
-        end = colon + 1 + int(raw[pos:colon])
-        fields.append(raw[colon + 1:end])
-        pos = end
-    return fields
-
-
 def _token_base() -> int:
     """Random fencing tokens for a claim: 50 bits, so base + count stays exact in Lua."""
     return secrets.randbits(50)
-
-
-_warned: set[str] = set()
-
-
-def _warn_if_evicting(client: Any) -> None:
-    """Warn once per server if its ``maxmemory-policy`` lets Redis evict our keys."""
-    try:
-        where = repr(client.get_connection_kwargs())
-    except Exception:
-        where = repr(client)
-    if where in _warned:
-        return
-    _warned.add(where)
-    try:
-        policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
-    except Exception:  # CONFIG may be renamed or refused (managed Redis); nothing to check
-        return
-    if isinstance(policy, bytes):
-        policy = policy.decode()
-    if policy and policy != "noeviction":
-        warnings.warn(
-            f"Redis maxmemory-policy is {policy!r}: Redis may evict task and queue keys "
-            "silently; set it to 'noeviction' for redis-atp",
-            EvictionPolicyWarning,
-            stacklevel=4,
-        )
 
 
 class Tracker:
@@ -199,7 +156,7 @@ class Tracker:
         type is registered; one without the record has one shard."""
         if self._checked:
             return
-        _warn_if_evicting(self.client)
+        warn_if_evicting(self.client)
         stored = self.client.hget(self.keys.config, "shards")
         if stored is None and self.shards > 1:
             if not registering:
@@ -489,7 +446,7 @@ class Tracker:
         waits (see :meth:`advance`); the task is already RUNNING under its token."""
         mailbox = self.keys.mailbox(Keys.owner_digest(check_text("server id", server_id)))
         reply = self.client.execute_command("BLPOP", mailbox, f"{max(timeout, 0.001):.3f}")
-        return self._started(_unpack_fields(reply[1])) if reply and reply[1] else []
+        return self._started(unpack_fields(reply[1])) if reply and reply[1] else []
 
     def _started(self, reply: list[Any]) -> list[StartedTask]:
         return [StartedTask(TaskStatus(int(reply[i]), tracker=self, token=int(reply[i + 1])),

@@ -14,6 +14,7 @@ none (pass ``sentinel_kwargs`` through ``options`` otherwise).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -23,7 +24,7 @@ from redis.sentinel import Sentinel
 
 from .errors import InvalidInput
 
-__all__ = ["client_from_url"]
+__all__ = ["client_from_url", "warn_if_evicting", "EvictionPolicyWarning"]
 
 
 def _hosts(netloc: str, url: str) -> list[tuple[str, int]]:
@@ -59,3 +60,34 @@ def client_from_url(url: str, **options: Any) -> Any:
     timeouts = {k: options[k] for k in ("socket_timeout", "socket_connect_timeout") if k in options}
     sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs or timeouts or None)  # type: ignore[no-untyped-call]
     return sentinel.master_for(path[0], db=db, **auth, **options)  # type: ignore[no-untyped-call]
+
+
+class EvictionPolicyWarning(RuntimeWarning):
+    """Redis may evict keys (``maxmemory-policy`` is not ``noeviction``): queue state could vanish."""
+
+
+_warned: set[str] = set()
+
+
+def warn_if_evicting(client: Any) -> None:
+    """Warn once per server if its ``maxmemory-policy`` lets Redis evict our keys."""
+    try:
+        where = repr(client.get_connection_kwargs())
+    except Exception:
+        where = repr(client)
+    if where in _warned:
+        return
+    _warned.add(where)
+    try:
+        policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
+    except Exception:  # CONFIG may be renamed or refused (managed Redis); nothing to check
+        return
+    if isinstance(policy, bytes):
+        policy = policy.decode()
+    if policy and policy != "noeviction":
+        warnings.warn(
+            f"Redis maxmemory-policy is {policy!r}: Redis may evict task and queue keys "
+            "silently; set it to 'noeviction' for redis-atp",
+            EvictionPolicyWarning,
+            stacklevel=4,
+        )

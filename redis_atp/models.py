@@ -9,7 +9,7 @@ from typing import Any
 from .status import Status
 from .taskstatus import TaskStatus
 
-__all__ = ["TaskType", "StartedTask", "LogRecord", "parse_record"]
+__all__ = ["TaskType", "StartedTask", "LogRecord", "parse_record", "unpack_fields"]
 
 #: ``(time, (code, name), message)``, as ``getTaskLog`` returns them.
 LogRecord = tuple[datetime, tuple[Status, str], str]
@@ -47,3 +47,14 @@ def parse_record(raw: bytes) -> LogRecord:
     when = datetime.fromtimestamp(int(secs), timezone.utc) + timedelta(milliseconds=int(ms or 0))
     status = Status(int(code))
     return (when, (status, status.name), message.decode("utf-8"))
+
+
+def unpack_fields(raw: bytes) -> list[bytes]:
+    """The fields of a hand-off, stored length-prefixed: ``<len>:<bytes>`` each."""
+    fields, pos = [], 0
+    while pos < len(raw):
+        colon = raw.index(b":", pos)
+        end = colon + 1 + int(raw[pos:colon])
+        fields.append(raw[colon + 1:end])
+        pos = end
+    return fields

@@ -65,11 +65,13 @@ class RedisATPAdapter(Adapter):
             "workers": "`redis-atp worker --url URL --namespace atp -n N --log-level WARNING "
             "--allow adapters.redis_atp.handler` (a supervisor + N forked worker processes, 1 slot each)",
             "status tracking": "always on: every state change is one Lua script call with a per-task log "
-            "(ACCEPTED, SCHEDULED, RUNNING, FINISHED; fenced by a run token); the worker records a task's "
-            "end and claims the next task in the same script call; timeret=-1 keeps finished tasks; "
-            "recorded_complete = the type's finished_total counter kept by the scripts",
-            "wake-up": "an idle worker slot blocks on BZPOPMIN on the namespace's wake key (1 s timeout, "
-            "then re-checks); with a backlog it claims directly",
+            "(ACCEPTED, SCHEDULED, RUNNING, FINISHED; fenced by a random per-run token); one script call "
+            "per task ends the last run, starts the next and, while tasks are short, claims one ahead "
+            "(SCHEDULED), sent without waiting so its round trip overlaps the next handler; timeret=-1 "
+            "keeps finished tasks; recorded_complete = the type's finished_total counter kept by the scripts",
+            "wake-up": "an idle worker thread registers as a waiter and blocks on its own mailbox (BLPOP, "
+            "5 s); the enqueue script claims and starts the new task for the longest-waiting thread and "
+            "pushes it there: one hop from enqueue to handler",
             "other defaults": "timeout 3600 s (deadline refreshed on each status change), maxrestart 2, "
             "heartbeat 10 s, housekeeping every 2 s; no per-task logging at WARNING",
         }
