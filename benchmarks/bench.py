@@ -25,10 +25,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tests.redisserver import RedisServer, server_version
+
 from . import workloads as w
 from .cluster import cluster_scaling
 from .fleet import REPO_ROOT
-from .redisserver import RedisServer, server_version
 from .roundtrips import roundtrips
 from .rtt import slow_link
 from .scaling import scaling

@@ -24,10 +24,10 @@ from typing import Any
 import redis
 
 from redis_atp import Tracker
+from tests.redisserver import RedisServer
 
 from .common import TASK_TYPE, counts, enqueue_bulk, make_tracker, payload, tasks, wait_for
 from .fleet import WorkerFleet
-from .redisserver import RedisServer
 
 REDIS_CLI = "/usr/bin/redis-cli"
 _LINE = re.compile(r'^\d+\.\d+ \[\d+ ([^\]]+)\] "([^"]*)"(?: "([^"]*)")?')

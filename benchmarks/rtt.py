@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.redisserver import RedisServer, free_port
+
 from .common import TASK_TYPE, make_tracker, wait_for
 from .fleet import REPO_ROOT, WorkerFleet
-from .redisserver import RedisServer, free_port
 
 DELAY_S = 0.0005  # each way: a 1 ms round trip
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from redis_atp import TaskStatus, Tracker
+from tests.redisserver import RedisServer
 
 from .common import (
     HANDLER,
@@ -24,7 +25,6 @@ from .common import (
     tasks,
     wait_for,
 )
-from .redisserver import RedisServer
 
 SAMPLES = 200  # timed calls per operation
 ZOMBIE_BATCH = 100  # overdue tasks per timed sweep

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from redis_atp import Status, Tracker
+from tests.redisserver import RedisServer
 
 from .common import (
     BATCH,
@@ -28,7 +29,6 @@ from .common import (
 )
 from .fleet import WorkerFleet
 from .handlers import LAT_KEY
-from .redisserver import RedisServer
 
 WARMUP = 200  # untimed enqueues before W1 / W1b
 POLL_S = 0.01  # W2 completion-counter poll interval

@@ -1,5 +1,5 @@
-"""Throwaway redis-server processes for the tests: free loopback port, own temp dir,
-stopped by PID."""
+"""Throwaway redis-server processes for the tests and the benchmarks: free loopback
+port, own temp dir, own process session, stopped by PID."""
 
 from __future__ import annotations
 
@@ -18,9 +18,16 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def server_version() -> str:
+    """``redis-server --version``'s ``v=`` field."""
+    out = subprocess.run([REDIS_SERVER, "--version"], capture_output=True, text=True, check=True).stdout
+    return out.split("v=")[-1].split()[0]
 
 
 class RedisServer:
@@ -46,7 +53,8 @@ class RedisServer:
             args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
                     "--save", "", "--appendonly", "yes" if self.appendonly else "no",
                     "--logfile", str(self.dir / "redis.log"), *self.extra]
-            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, start_new_session=True)
             if self._wait_ready():
                 return self
             self.proc.kill()
@@ -91,3 +99,9 @@ class RedisServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

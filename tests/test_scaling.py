@@ -47,6 +47,14 @@ def all_ended(tracker: Tracker) -> bool:
     return not any(counts[k] for k in LIVE)
 
 
+def settled(tracker: Tracker) -> bool:
+    """Every task ended and none queued; False while Redis is still failing over."""
+    try:
+        return all_ended(tracker) and tracker.get_queue_size() == 0
+    except redis.RedisError:
+        return False
+
+
 def enqueue(tracker: Tracker, fx: dict[str, Any], n: int, sleep: float = 0.0) -> list[int | Any]:
     tracker.register_task_type("count", "handlers.count", timeout=3600, maxrestart=3)
     return tracker.enqueue_many([("count", f"c{i}", {"fx": fx["key"], "i": i, "sleep": sleep}) for i in range(n)])
@@ -87,12 +95,7 @@ def test_cluster_master_killed_mid_run(replicated_cluster: LocalCluster, namespa
     client.close()
     tracker = Tracker(replicated_cluster.client(), namespace, max_queue_size=0, shards=8)
 
-    def done() -> bool:
-        try:
-            return all_ended(tracker) and tracker.get_queue_size() == 0
-        except redis.RedisError:
-            return False
-    wait_until(done, 90, "every task to end after the failover")
+    wait_until(lambda: settled(tracker), 90, "every task to end after the failover")
     counts = tracker.get_task_type("count").counts
     assert counts["finished_total"] >= n and counts["failed_total"] == 0
     for i in range(n):
@@ -114,12 +117,7 @@ def test_sentinel_failover_mid_run(local_sentinel: LocalSentinel, namespace: str
     tracker.close()
     tracker = Tracker.from_url(url, namespace, max_queue_size=0)
 
-    def done() -> bool:
-        try:
-            return all_ended(tracker) and tracker.get_queue_size() == 0
-        except redis.RedisError:
-            return False
-    wait_until(done, 90, "every task to end after the failover")
+    wait_until(lambda: settled(tracker), 90, "every task to end after the failover")
     for i in range(n):
         assert tracker.get_task_status_by_identifier("count", f"c{i}")[1] == "FINISHED"
     tracker.close()
