@@ -100,7 +100,8 @@ class WorkerConfig:
     heartbeat: float = 10.0
     #: Seconds between housekeeping rounds (one worker of the fleet runs each).
     housekeeping: float = 2.0
-    #: Seconds a claim blocks on Redis before the slot checks for shutdown.
+    #: Seconds an idle slot of a sharded namespace blocks on the wake keys before it
+    #: checks again (unsharded slots wait on their mailbox, ``HANDOFF_WAIT``).
     block: float = 1.0
 
 
