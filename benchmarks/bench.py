@@ -49,7 +49,7 @@ class Sizes:
     rt_idle: int = 200  # round trips, one task at a time
     scaling: tuple[int, ...] = (1_000, 1_000_000)
     cluster_n: int = 10_000  # drains on a 3-master Redis Cluster, shards 1 and 8
-    rtt_n: int = 2_000  # W2 over a 1 ms round-trip link, prefetch on and off
+    rtt_n: int = 2_000  # W2 over a 1 ms round-trip link, 1 and 4 threads per process
 
 
 QUICK = Sizes(n=2_000, n_mem=5_000, lat_count=50, idle_count=5, rt_n=1_000, rt_idle=50,
@@ -198,8 +198,8 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     if "w2_slow_link" in r:
         x = r["w2_slow_link"]
         out.append((f"W2 over a {_f(x['rtt_ms'], 0)} ms round-trip link, handler with one Redis round trip "
-                    f"(n={x['n']:,}), prefetch on / off",
-                    f"{_i(x['prefetch_tasks_per_s'])} / {_i(x['no_prefetch_tasks_per_s'])} tasks/s"))
+                    f"(n={x['n']:,}), 2 processes of 1 / 4 threads",
+                    f"{_i(x['threads_1_tasks_per_s'])} / {_i(x['threads_4_tasks_per_s'])} tasks/s"))
     return out
 
 

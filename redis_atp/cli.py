@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -118,12 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--allow", action="append", default=_env_list("REDIS_ATP_ALLOW"), metavar="PREFIX",
                    help="run only handlers under this module prefix (repeatable; $REDIS_ATP_ALLOW, comma-separated)")
     w.add_argument("--burst", action="store_true", help="exit 0 once the queue is empty")
-    w.add_argument("--no-prefetch", dest="prefetch", action="store_false",
-                   help="never claim a task ahead (by default a slot does while its tasks are short)")
     w.add_argument("--grace", type=_positive(float), default=30.0,
                    help="seconds running tasks get to finish on SIGINT/SIGTERM (default 30)")
     w.add_argument("--heartbeat", type=_positive(float), default=10.0,
                    help="seconds without a heartbeat before a worker's tasks are recovered (default 10)")
+    w.add_argument("--wait-for-redis", type=float, default=0.0, metavar="SECONDS",
+                   help="wait up to SECONDS for Redis at start (default: fail at once)")
     w.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     w.set_defaults(func=None, run=cmd_worker)
 
@@ -194,8 +195,8 @@ def cmd_info(args: argparse.Namespace, tracker: Tracker) -> int:
                f"queue      {size} waiting ({limit})",
                f"overdue    {overdue} live tasks past their deadline", ""]
         if shards:
-            out.append(_table([[s["shard"], s["prefix"], s["queue"], s["with_deadline"], s["overdue"]] for s in shards],
-                              ["SHARD", "PREFIX", "QUEUE", "DEADLINES", "OVERDUE"]))
+            out.append(_table([[s["shard"], s["prefix"], s["queue"], s["live"], s["overdue"]] for s in shards],
+                              ["SHARD", "PREFIX", "QUEUE", "LIVE", "OVERDUE"]))
             out.append("")
         rows = [[t.name, *(t.counts[c] for c in COUNTS)] for t in types]
         out.append(_table(rows, ["TYPE", "ACCEPTED", "SCHEDULED", "RUNNING", "PAUSED", "FINISHED*", "FAILED*"])
@@ -312,11 +313,30 @@ def cmd_retire(args: argparse.Namespace, tracker: Tracker) -> int:
                 lambda: "\n".join(f"removed {tid} {name}" for tid, name in removed) or "nothing to retire")
 
 
+_PREFIX = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def _allow_list(values: Sequence[str]) -> tuple[str, ...]:
+    """The ``--allow`` prefixes; a value with none (``''``, ``','``) would refuse every
+    handler, so it is a usage error, as is anything that is not a dotted module name."""
+    prefixes = []
+    for value in values:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not parts:
+            raise UsageError(f"--allow {value!r} names no module prefix")
+        for part in parts:
+            if not _PREFIX.fullmatch(part):
+                raise UsageError(f"--allow {part!r} is not a dotted module name")
+        prefixes += parts
+    return tuple(prefixes)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
+    allow = _allow_list(args.allow)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s [%(process)d] %(message)s")
     config = WorkerConfig(url=args.url, namespace=args.namespace, shards=args.shards, processes=args.processes,
-                          threads=args.threads, paths=tuple(args.path), allow=tuple(args.allow),
-                          burst=args.burst, prefetch=args.prefetch, grace=args.grace, heartbeat=args.heartbeat)
+                          threads=args.threads, paths=tuple(args.path), allow=allow, burst=args.burst,
+                          grace=args.grace, heartbeat=args.heartbeat, wait_for_redis=max(0.0, args.wait_for_redis))
     return Supervisor(config).run()
 
 

@@ -24,8 +24,8 @@ from . import validate
 from .connection import client_from_url, warn_if_evicting
 from .errors import Code, InvalidInput, QueueEmpty, RedisATPError, error_for_code
 from .keys import Keys, check_text
-from .models import LogRecord, StartedTask, TaskType, parse_record, unpack_fields
-from .scripts import Call, Pending, ScriptRunner, run_many
+from .models import LogRecord, StartedTask, TaskType, parse_record
+from .scripts import Call, ScriptRunner, run_many
 from .serialization import pack_input, pack_response, unpack_input, unpack_response
 from .status import Status
 from .taskstatus import TaskStatus
@@ -33,9 +33,10 @@ from .validate import Handler
 
 __all__ = ["Tracker"]
 
-#: Tasks handled per script call by the batched housekeeping scripts.
-_REAP_BATCH = 500
-_BUCKETS_PER_STEP = 50
+#: Tasks and id buckets (100 ids each) per call of the batched scripts: each call
+#: stays well under 10 ms of Redis time at any scale.
+_REAP_BATCH = 100
+_BUCKETS_PER_STEP = 2
 _COUNTS = ("accepted", "scheduled", "running", "paused", "finished_total", "failed_total")
 #: On a Redis Cluster an idle consumer of a sharded namespace blocks on one shard at a time.
 _CLUSTER_WAIT_SLICE = 0.25
@@ -43,25 +44,6 @@ _CLUSTER_WAIT_SLICE = 0.25
 
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8")
-
-
-class _Advance:
-    """The reply of :meth:`Tracker.send_advance`, read by :meth:`result`."""
-
-    def __init__(self, tracker: Tracker, owner: bytes, odig: str, msg: str, count: int, other_shards: list[int],
-                 pending: Pending) -> None:
-        self.tracker, self.owner, self.odig, self.msg, self.count = tracker, owner, odig, msg, count
-        self.other_shards, self.pending = other_shards, pending
-
-    def result(self) -> tuple[int, int, list[StartedTask]]:
-        reply = self.pending.result()
-        tasks = self.tracker._started(reply[2:])
-        for shard in self.other_shards if not tasks and self.count else []:  # sharded: the other shards
-            tasks = self.tracker._started(self.tracker._call(
-                "dequeue", self.owner, self.odig, self.count, "", "1", self.msg, _token_base(), shard=shard))
-            if tasks:
-                break
-        return int(reply[0]), int(reply[1]), tasks
 
 
 def _token_base() -> int:
@@ -275,8 +257,8 @@ class Tracker:
 
     # ------------------------------------------------------------------ queue
     def get_queue_size(self) -> int:
-        """Tasks waiting in the queue (``LLEN``, summed over shards)."""
-        return sum(int(n) for n in self._pipeline_each_shard("LLEN", key="queue"))
+        """Tasks waiting in the queue (the ``queued`` counter, summed over shards)."""
+        return sum(int(n or 0) for n in self._pipeline_each_shard("GET", key="queued"))
 
     def get_max_queue_size(self) -> int:
         """The queue limit ``enqueue_task`` enforces (``<= 0``: none)."""
@@ -384,31 +366,22 @@ class Tracker:
         return self._started(self._dequeue(server_id, message, count, timeout, validate.message(start_message)))
 
     def advance(self, server_id: str, ended: tuple[TaskStatus, Status, str] | None = None,
-                start: StartedTask | None = None, start_message: str = "", count: int = 1,
-                prefetch: bool = False, wait: bool = False) -> tuple[int, int, list[StartedTask]]:
+                start_message: str = "", count: int = 1, wait: bool = False) -> tuple[int, int, list[StartedTask]]:
         """The worker's step in one round trip (script ``advance``).
 
         Ends the run ``ended`` = ``(task_status, FINISHED or FAILED, message)`` unless
-        its handler already ended it; starts ``start``, a task this owner claimed with
-        ``prefetch``; claims up to ``count`` tasks, started, or with ``prefetch`` kept
-        SCHEDULED for later (their data comes back either way). With ``wait``
-        (unsharded), finding nothing, ``server_id`` waits for a hand-off: the next task
-        that becomes ACCEPTED is claimed and started for it, to be taken with
+        its handler already ended it; then starts the task handed to ``server_id``
+        (see :meth:`take_handoff`) or claims and starts up to ``count`` from the queue.
+        A returned task is RUNNING under this claim: its handler may start. With
+        ``wait`` (unsharded), finding nothing, ``server_id`` waits for a hand-off:
+        the next task that becomes ACCEPTED is claimed for it, to be started with
         :meth:`take_handoff`; otherwise wait with :meth:`wait_for_work`. Stop waiting
         with :meth:`Fleet.release <redis_atp.fleet.Fleet.release>`.
 
-        Returns the ending's and the start's codes (1 done, 0 nothing to do, or a
-        negative :class:`~redis_atp.errors.Code` such as ``STALE``) and the claimed
-        tasks (empty: the queue is empty).
+        Returns the ending's code (1 done, 0 nothing to do, or a negative
+        :class:`~redis_atp.errors.Code` such as ``STALE``), the queue size left on the
+        shard asked (no task and a size above 0: call again), and the started tasks.
         """
-        return self.send_advance(server_id, ended, start, start_message, count, prefetch, wait).result()
-
-    def send_advance(self, server_id: str, ended: tuple[TaskStatus, Status, str] | None = None,
-                     start: StartedTask | None = None, start_message: str = "", count: int = 1,
-                     prefetch: bool = False, wait: bool = False) -> _Advance:
-        """:meth:`advance`, sent without waiting: ``.result()`` reads its reply. The
-        worker runs its prefetched task meanwhile; the thread's next call on this
-        tracker reads the reply first."""
         owner = check_text("server id", server_id)
         odig = Keys.owner_digest(owner)
         msg = validate.message(start_message)
@@ -419,17 +392,15 @@ class Tracker:
             tid = validate.task_id(ts.task_id)
             end_args = (tid, validate.token(ts.token), int(outcome), validate.message(message))
             shards = [self._shard_of_id(tid)] + [s for s in shards if s != self._shard_of_id(tid)]
-        start_args: tuple[Any, ...] = ("", "")
-        if start is not None:
-            if self.shards > 1:
-                raise InvalidInput("starting a prefetched task in advance() needs an unsharded namespace")
-            start_args = (start.status.task_id, validate.token(start.status.token))
         handoff = str(_token_base()) if wait and self.shards == 1 else ""
-        self._check_server()
-        pending = self._runs[shards[0]].send(
-            "advance", owner, odig, *end_args, *start_args, msg, count, "prefetch" if prefetch else "start",
-            _token_base(), handoff)
-        return _Advance(self, owner, odig, msg, count, shards[1:], pending)
+        reply = self._call("advance", owner, odig, *end_args, msg, count, _token_base(), handoff, shard=shards[0])
+        tasks = self._started(reply[2:])
+        for shard in shards[1:] if not tasks and count else []:  # sharded: the other shards
+            tasks = self._started(self._call("dequeue", owner, odig, count, "", "1", msg, _token_base(),
+                                             shard=shard)[1:])
+            if tasks:
+                break
+        return int(reply[0]), int(reply[1]), tasks
 
     def wait_for_work(self, timeout: float) -> bool:
         """Block up to ``timeout`` seconds until an enqueue signals work (``BZPOPMIN``
@@ -441,12 +412,17 @@ class Tracker:
             timeout = min(timeout, _CLUSTER_WAIT_SLICE)
         return self.client.execute_command("BZPOPMIN", *keys, f"{max(timeout, 0.001):.3f}") is not None
 
-    def take_handoff(self, server_id: str, timeout: float) -> list[StartedTask]:
+    def take_handoff(self, server_id: str, timeout: float, start_message: str = "") -> list[StartedTask]:
         """Block up to ``timeout`` seconds for a task handed to ``server_id`` while it
-        waits (see :meth:`advance`); the task is already RUNNING under its token."""
-        mailbox = self.keys.mailbox(Keys.owner_digest(check_text("server id", server_id)))
-        reply = self.client.execute_command("BLPOP", mailbox, f"{max(timeout, 0.001):.3f}")
-        return self._started(unpack_fields(reply[1])) if reply and reply[1] else []
+        waits (see :meth:`advance`) and start it (script ``take_handoff``), if its
+        claim is still current. The wait (``BLMOVE`` of the mailbox onto itself, so the
+        entry stays in Redis until the script takes it) and the script go in one write."""
+        owner = check_text("server id", server_id)
+        odig = Keys.owner_digest(owner)
+        mailbox = self.keys.mailbox(odig)
+        wait = ("BLMOVE", mailbox, mailbox, "LEFT", "LEFT", f"{max(timeout, 0.001):.3f}")
+        self._check_server()
+        return self._started(self._runs[0]("take_handoff", odig, validate.message(start_message), after=wait))
 
     def _started(self, reply: list[Any]) -> list[StartedTask]:
         return [StartedTask(TaskStatus(int(reply[i]), tracker=self, token=int(reply[i + 1])),
@@ -459,14 +435,21 @@ class Tracker:
         owner = check_text("server id", server_id)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise InvalidInput(f"count must be a positive int, not {count!r:.80}")
-        args = (owner, Keys.owner_digest(owner), count, validate.message(message),
-                "0" if start_message is None else "1", start_message or "", _token_base())
+        head = (owner, Keys.owner_digest(owner))
+        tail = (validate.message(message), "0" if start_message is None else "1", start_message or "")
+        per_task = 2 if start_message is None else 6  # reply fields
         deadline = None if not timeout or timeout <= 0 else time.monotonic() + timeout
         while True:
             for shard in self._next_shards():
-                reply = self._call("dequeue", *args, shard=shard)
-                if reply:
-                    return list(reply)
+                got: list[Any] = []
+                while len(got) < count * per_task:  # a script call claims a bounded number of tasks
+                    reply = self._call("dequeue", *head, count - len(got) // per_task, *tail, _token_base(),
+                                       shard=shard)
+                    got += reply[1:]
+                    if int(reply[0]) == 0:  # the shard's queue is empty
+                        break
+                if got:
+                    return got
             remaining = 0.0 if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 raise QueueEmpty("the task queue is empty")
@@ -633,12 +616,15 @@ class Tracker:
         from many workers at once. Returns ``(task_id, "type::identifier")`` of each."""
         return [(tid, f"{t}::{i}") for tid, t, i, _ in self.reap_zombies(message)]
 
-    def reap_zombies(self, message: str = "") -> list[tuple[int, str, str, Status]]:
-        """Like :meth:`reenqueue_zombie_tasks`, returning ``(id, type, identifier, new status)``."""
+    def reap_zombies(self, message: str = "", limit: int | None = None) -> list[tuple[int, str, str, Status]]:
+        """Like :meth:`reenqueue_zombie_tasks`, returning ``(id, type, identifier, new status)``;
+        ``limit``: stop after about that many tasks per shard (housekeeping's bound)."""
         msg = validate.message(message)
         acted: list[tuple[int, str, str, Status]] = []
         for shard in range(self.shards):
-            while True:
+            done = 0
+            while limit is None or done < limit:
+                done += _REAP_BATCH
                 reply = self._call("reap_zombies", _REAP_BATCH, msg, shard=shard)
                 for i in range(0, len(reply), 4):
                     tid, kind, ident, status = reply[i:i + 4]
@@ -671,10 +657,35 @@ class Tracker:
         return int(reply[0]), removed
 
     # ------------------------------------------------------------------ inspection
+    def _live_by_shard(self) -> list[tuple[int, int]]:
+        """``(live, overdue)`` tasks per shard, from each type's live set and current timeout."""
+        self._check_server()
+        pipe = self.client.pipeline(transaction=False)
+        for keys in self.shard_keys:
+            pipe.hvals(keys.types)
+        numbers = [[n.decode() for n in nums] for nums in pipe.execute()]
+        pipe = self.client.pipeline(transaction=False)
+        for keys, nums in zip(self.shard_keys, numbers, strict=True):
+            for n in nums:
+                pipe.hget(keys.type(n), "timeout")
+        timeouts = iter(pipe.execute())
+        now_ms = time.time() * 1000
+        pipe = self.client.pipeline(transaction=False)
+        for keys, nums in zip(self.shard_keys, numbers, strict=True):
+            for n in nums:
+                timeout = float(next(timeouts) or 0)
+                pipe.zcard(keys.live(n))
+                pipe.zcount(keys.live(n), "-inf", int(now_ms - timeout * 1000) if timeout > 0 else "(-inf")
+        replies = iter(pipe.execute())
+        out = []
+        for nums in numbers:
+            pairs = [(int(next(replies)), int(next(replies))) for _ in nums]
+            out.append((sum(p[0] for p in pairs), sum(p[1] for p in pairs)))
+        return out
+
     def count_overdue(self) -> int:
-        """Live tasks past their deadline (what the next zombie sweep would act on)."""
-        return sum(int(n) for n in self._pipeline_each_shard("ZCOUNT", "-inf", int(time.time() * 1000),
-                                                             key="deadlines"))
+        """Live tasks past their type's timeout (what the next zombie sweep would act on)."""
+        return sum(overdue for _, overdue in self._live_by_shard())
 
     def last_task_id(self) -> int:
         """The last task id handed out (0 if none)."""
@@ -683,8 +694,6 @@ class Tracker:
 
     def shard_stats(self) -> list[dict[str, Any]]:
         """Per-shard figures for operators: key prefix, queue size, live and overdue tasks."""
-        queues = self._pipeline_each_shard("LLEN", key="queue")
-        live = self._pipeline_each_shard("ZCARD", key="deadlines")
-        overdue = self._pipeline_each_shard("ZCOUNT", "-inf", int(time.time() * 1000), key="deadlines")
-        return [{"shard": i, "prefix": k.prefix, "queue": int(q), "with_deadline": int(lv), "overdue": int(o)}
-                for i, (k, q, lv, o) in enumerate(zip(self.shard_keys, queues, live, overdue, strict=True))]
+        queues = self._pipeline_each_shard("GET", key="queued")
+        return [{"shard": i, "prefix": k.prefix, "queue": int(q or 0), "live": lv, "overdue": o}
+                for i, (k, q, (lv, o)) in enumerate(zip(self.shard_keys, queues, self._live_by_shard(), strict=True))]

@@ -26,6 +26,9 @@ __all__ = ["Fleet", "WorkerInfo", "Recovered", "slot_ids"]
 Recovered = tuple[int, str, str, Status]
 #: Id buckets per shard the housekeeping round's retention sweep visits per round.
 RETIRE_BUCKETS_PER_ROUND = 20
+#: Overdue tasks per shard one housekeeping round recovers at most; the rest wait for
+#: the next round, so a round stays short whatever the backlog.
+ZOMBIES_PER_ROUND = 2000
 
 
 @dataclass(frozen=True)
@@ -80,25 +83,33 @@ class Fleet:
         pipe.execute()
 
     def _release(self, slot: str, message: str, restart: bool, guard: str = "",
-                 keep: Iterable[int] = ()) -> list[Recovered]:
-        """Script ``release_owned`` for one owner digest on every shard; ``guard`` (a key on
-        shard 0) must be missing for shard 0 to act."""
+                 keep: Iterable[int] = (), deregister: str = "") -> list[Recovered] | None:
+        """Script ``release_owned`` for one owner digest on every shard. ``guard`` (a key
+        on shard 0): while it exists nothing is done and None is returned.
+        ``deregister``: a worker id to drop from the registry, atomically with shard 0."""
         out: list[Recovered] = []
         keep = list(keep)
         for shard in range(self.tracker.shards):
             mine = [k for k in keep if k % self.tracker.shards == shard]
-            out += _recovered(self.tracker._call("release_owned", slot, message, "1" if restart else "0",
-                                                 guard if shard == 0 else "", *mine, shard=shard))
+            first = shard == 0
+            dereg = (deregister, self.keys.workers, self.keys.worker(Keys.owner_digest(deregister.encode()))) \
+                if first and deregister else ("", "", "")
+            reply = self.tracker._call("release_owned", slot, message, "1" if restart else "0",
+                                       guard if first else "", *dereg, *mine, shard=shard)
+            if reply == 0:
+                return None
+            out += _recovered(reply)
         return out
 
     def reap(self, worker_id: str | None = None, message: str = "", restart: bool = True) -> list[Recovered]:
         """Recover the tasks of ``worker_id`` now (its process exited), or, with ``None``,
         of every worker whose heartbeat expired, and drop those workers from the
         registry (script ``release_owned`` per owner and shard). With ``restart`` each
-        recovery counts against the task's ``maxrestart``; without, the tasks just go
-        back (an orderly shutdown). On shard 0 the heartbeat is re-checked atomically
-        with the recovery; sharded, a worker that comes back in the middle of its
-        reaping may lose the tasks it took meanwhile on other shards (fenced out)."""
+        recovery of a started task counts against its ``maxrestart``; without, the
+        tasks just go back (an orderly shutdown). For an expired heartbeat, each step
+        on shard 0 re-checks it atomically: a worker that renewed it meanwhile keeps
+        its registration and the tasks not yet recovered; sharded, it may lose those it
+        held on other shards (fenced out)."""
         registry = {k.decode(): json.loads(v) for k, v in self.client.hgetall(self.keys.workers).items()}
         if worker_id is not None:
             dead = {worker_id: registry[worker_id]} if worker_id in registry else {}
@@ -112,23 +123,19 @@ class Fleet:
         for wid, info in dead.items():
             why = message or f"worker {wid} lost its heartbeat"
             guard = "" if worker_id is not None else self.keys.worker(info["digest"])
-            for slot in info["slots"]:
-                out += self._release(slot, why, restart, guard)
-            self.deregister(wid)
+            slots = info["slots"]
+            for n, slot in enumerate(slots):
+                last = n == len(slots) - 1
+                recovered = self._release(slot, why, restart, guard, deregister=wid if last else "")
+                if recovered is None:
+                    break  # the worker is alive again
+                out += recovered
         return out
 
     def release(self, owner: str, keep: Iterable[int] = (), message: str = "") -> list[Recovered]:
         """Put back every live task ``owner`` holds except ``keep`` (script ``release_owned``):
         after a reconnect, or at a cold shutdown. Not counted as a restart."""
-        return self._release(Keys.owner_digest(owner.encode()), message, False, keep=keep)
-
-    def deregister(self, worker_id: str) -> None:
-        """Remove a worker from the registry (after its tasks were released or reaped)."""
-        digest = Keys.owner_digest(worker_id.encode())
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(self.keys.workers, worker_id)
-        pipe.delete(self.keys.worker(digest))
-        pipe.execute()
+        return self._release(Keys.owner_digest(owner.encode()), message, False, keep=keep) or []
 
     def housekeeping(self, interval: float) -> tuple[list[Recovered], list[Recovered], int] | None:
         """One round of fleet housekeeping, run by at most one worker per ``interval``
@@ -139,13 +146,16 @@ class Fleet:
         if not self.client.set(self.keys.housekeeping, str(time.time()), nx=True, px=int(interval * 1000)):
             return None
         dead = self.reap()
-        zombies = self.tracker.reap_zombies()
+        zombies = self.tracker.reap_zombies(limit=ZOMBIES_PER_ROUND)
         retired = 0
         for shard, keys in enumerate(self.tracker.shard_keys):
             cursor = int(self.client.get(keys.retire_cursor) or 0)
-            cursor, removed = self.tracker.retire_step(shard, cursor, RETIRE_BUCKETS_PER_ROUND)
+            for _ in range(0, RETIRE_BUCKETS_PER_ROUND, 5):
+                cursor, removed = self.tracker.retire_step(shard, cursor, 5)
+                retired += len(removed)
+                if not cursor:
+                    break
             self.client.set(keys.retire_cursor, cursor)
-            retired += len(removed)
         return dead, zombies, retired
 
     def workers(self) -> list[WorkerInfo]:

@@ -15,17 +15,24 @@ key                             type    contents
 ``atp:{NS}:seq``                string  last task sequence number of the shard; task id =
                                         seq * S + shard (ids are never reused)
 ``atp:{NS}:config``             hash    ``shards``: the namespace's shard count
-``atp:{NS}:queue``              list    ids of ACCEPTED tasks, oldest first (``RPUSH``/``LPOP``)
-``atp:{NS}:deadlines``          zset    id -> deadline (ms since epoch) of each live task
-                                        whose type has ``timeout > 0``
-``atp:{NS}:wake``               zset    one member, ``wake``: set by enqueue, awaited with
-                                        ``BZPOPMIN`` by blocking dequeuers
+``atp:{NS}:queue``              list    ACCEPTED tasks, oldest first (``RPUSH``/``LPOP``): the
+                                        task id, plus ``:<nq>`` from a task's second time in
+                                        the queue on; a task that left it early (cancelled,
+                                        deleted, started by hand) leaves its entry behind, and
+                                        claims drop entries that are not a task's current one
+``atp:{NS}:queued``             string  the number of ACCEPTED tasks: the exact queue size (at 0
+                                        the queue list, holding only left-behind entries, goes)
+``atp:{NS}:wake``               zset    one member, ``wake``, while the queue holds work;
+                                        awaited with ``BZPOPMIN`` by blocking dequeuers
 ``atp:{NS}:types``              hash    type name -> type number
 ``atp:{NS}:typeseq``            string  last type number handed out
 ``atp:{NS}:type:<n>``           hash    ``name handler timeout timeret maxrestart`` and the
                                         counters ``accepted scheduled running paused``
                                         (tasks now in that status) and ``finished_total
-                                        failed_total`` (transitions ever made into it)
+                                        failed_total`` (runs that ended so)
+``atp:{NS}:type:<n>:live``      zset    id -> time (ms) of the last status change of each live
+                                        (SCHEDULED, RUNNING, PAUSED) task of the type; overdue:
+                                        older than the type's current ``timeout``
 ``atp:{NS}:t:<digest>``         hash    one task (see below); ``<digest>``: 12 characters,
                                         base64url of the first 72 bits of SHA-1 over the
                                         length-prefixed type and identifier (a collision is
@@ -37,8 +44,8 @@ key                             type    contents
 ``atp:{NS}:waiters``            list    owner digests of idle worker threads waiting for work,
                                         longest-waiting first (unsharded namespaces)
 ``atp:{NS}:waiting``            hash    owner digest -> ``"<token> <owner>"`` of each waiter
-``atp:{NS}:mailbox:<digest>``   list    a task handed to that waiter, claimed and started on
-                                        its behalf (length-prefixed fields), until it takes it
+``atp:{NS}:mailbox:<digest>``   list    ``"<id> <token>"`` of a task handed to that waiter,
+                                        claimed for it (SCHEDULED) until it starts it
 ``atp:{NS}:workers``            hash    worker id -> JSON ``{"digest": d, "slots": [owner digests]}``:
                                         the registry the reaper walks
 ``atp:{NS}:worker:<digest>``    hash    a live worker process: ``id host pid supervisor started
@@ -51,7 +58,8 @@ key                             type    contents
 A task hash holds ``id type ident status input``, its log as ``log:<n>`` fields
 (``"<unix time> <status code> <message>"``, ``nlog`` = records appended, absent
 while there is one), and, once dequeued, ``owner odig run token restarts`` (``run``
-counts claims; ``token`` is the current run's random fencing token), plus
+counts claims; ``token`` is the current run's random fencing token, removed when the
+run is over other than by ending the task itself), ``nq`` (times re-queued), plus
 ``response response_type mime`` once a response is stored. A finished task's
 hash carries the retention TTL; its id bucket lives as long as its longest-lived
 member (pinned while any member is live or kept forever).
@@ -105,7 +113,7 @@ class Keys:
     """The key names of one namespace (the layout table is this module's docstring)."""
 
     __slots__ = (
-        "namespace", "shard", "prefix", "seq", "config", "queue", "deadlines", "wake", "types", "typeseq",
+        "namespace", "shard", "prefix", "seq", "config", "queue", "queued", "wake", "types", "typeseq",
         "workers", "housekeeping", "retire_cursor", "task_prefix", "ids_prefix", "type_prefix",
         "owned_prefix", "worker_prefix", "waiters", "waiting", "mailbox_prefix",
     )
@@ -121,7 +129,7 @@ class Keys:
         self.seq = p + "seq"
         self.config = p + "config"
         self.queue = p + "queue"
-        self.deadlines = p + "deadlines"
+        self.queued = p + "queued"
         self.wake = p + "wake"
         self.types = p + "types"
         self.typeseq = p + "typeseq"
@@ -166,6 +174,10 @@ class Keys:
         """The hash of the task type with this type number."""
         return f"{self.type_prefix}{number}"
 
+    def live(self, number: int | str) -> str:
+        """The set of live tasks of the task type with this type number, by last change."""
+        return f"{self.type_prefix}{number}:live"
+
     def owned(self, owner_digest: str) -> str:
         """The set of live task ids held by the owner with this digest."""
         return self.owned_prefix + owner_digest
@@ -180,7 +192,7 @@ class Keys:
 
     def script_keys(self) -> list[str]:
         """``KEYS[1..7]`` of every script (see ``lua/_prelude.lua``)."""
-        return [self.types, self.queue, self.deadlines, self.wake, self.seq, self.waiters, self.waiting]
+        return [self.types, self.queue, self.queued, self.wake, self.seq, self.waiters, self.waiting]
 
     def script_prefixes(self) -> list[str]:
         """``ARGV[1..5]`` of every script: the prefixes Lua appends ids and digests to."""

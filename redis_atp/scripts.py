@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
-from collections import deque
 from collections.abc import Callable, Sequence
 from functools import cache
 from importlib.resources import files
@@ -37,12 +37,12 @@ try:
 except ImportError:  # pure-Python redis-py packing then
     _pack = None
 
-__all__ = ["Script", "ScriptRunner", "Pending", "SCRIPT_NAMES", "run_many", "Call"]
+__all__ = ["Script", "ScriptRunner", "SCRIPT_NAMES", "run_many", "Call"]
 
 SCRIPT_NAMES = (
     "register_type", "unregister_type", "enqueue", "dequeue", "start", "progress", "finish",
     "set_response", "reenqueue", "delete", "reap_zombies", "retire", "read_task", "release_owned",
-    "advance",
+    "advance", "take_handoff",
 )
 
 
@@ -74,29 +74,6 @@ def script(name: str) -> Script:
     return Script(name)
 
 
-class Pending:
-    """A script call sent ahead (:meth:`ScriptRunner.send`); :meth:`result` reads its reply."""
-
-    __slots__ = ("runner", "name", "call", "lease", "reply")
-    _UNREAD = object()
-
-    def __init__(self, runner: ScriptRunner, name: str, call: tuple[Any, ...], lease: _Lease | None) -> None:
-        self.runner, self.name, self.call, self.lease = runner, name, call, lease
-        self.reply: Any = Pending._UNREAD
-
-    def result(self) -> Any:
-        """The reply; raises what the call raised. A call answered NOSCRIPT did nothing
-        and is run again, now and in full (``EVAL``)."""
-        if self.reply is Pending._UNREAD and self.lease is not None:
-            self.runner._drain(self.lease)
-        reply = self.reply
-        if isinstance(reply, NoScriptError):
-            return self.runner._execute(("EVAL", script(self.name).source, *self.call[1:]))
-        if isinstance(reply, BaseException):
-            raise reply
-        return reply
-
-
 class _Lease:
     """A pooled connection held by one thread, returned to the pool when the thread ends.
 
@@ -105,27 +82,12 @@ class _Lease:
     connection error the lease is dropped, never reconnected in place.
     """
 
-    __slots__ = ("pool", "conn", "pid", "pending")
+    __slots__ = ("pool", "conn", "pid")
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         self.conn: Any = pool.get_connection()
         self.pid = os.getpid()
-        self.pending: deque[Pending] = deque()  # calls sent ahead, replies not read yet
-
-    def drain(self) -> None:
-        """Read the replies of the calls sent ahead, in order, into their ``Pending``."""
-        while self.pending:
-            pending = self.pending.popleft()
-            try:
-                pending.reply = self.conn.read_response()
-            except ResponseError as exc:
-                pending.reply = exc
-            except BaseException as exc:
-                for p in (pending, *self.pending):
-                    p.reply = exc
-                self.pending.clear()
-                raise
 
     def drop(self) -> None:
         """Give the connection back to the pool, disconnected (at most once)."""
@@ -139,7 +101,8 @@ class _Lease:
 
     def __del__(self) -> None:
         conn, self.conn = self.conn, None
-        if conn is not None and self.pid == os.getpid():
+        # at interpreter exit a daemon thread may have been frozen holding the pool's lock
+        if conn is not None and self.pid == os.getpid() and not sys.is_finalizing():
             try:
                 self.pool.release(conn)
             except Exception:  # interpreter shutdown or a closed pool: nothing to give back
@@ -189,60 +152,49 @@ class ScriptRunner:
             self._local.lease = None  # a connection in an unknown state is never reused
         lease.drop()
 
-    def _drain(self, lease: _Lease) -> None:
-        try:
-            lease.drain()
-        except BaseException:
-            self._broken(lease)
-            raise
-
-    def _send(self, lease: _Lease, args: tuple[Any, ...]) -> None:
+    def _send(self, lease: _Lease, *commands: tuple[Any, ...]) -> None:
         conn = lease.conn
-        packed = [_pack(args)] if _pack is not None else conn.pack_command(*args)
+        if _pack is not None:
+            packed = [_pack(c) for c in commands]
+        else:
+            packed = [p for c in commands for p in conn.pack_command(*c)]
         conn.send_packed_command(packed, check_health=False)
 
-    def _execute(self, args: tuple[Any, ...]) -> Any:
+    def _execute(self, *commands: tuple[Any, ...]) -> Any:
+        """Send ``commands`` in one write and return the last one's reply (an error
+        reply of an earlier one is raised once every reply has been read)."""
         if self._pool is None:
-            return self.client.execute_command(*args)
+            replies = [self.client.execute_command(*c) for c in commands]
+            return replies[-1]
         lease = self._lease()
-        self._drain(lease)
         try:
-            self._send(lease, args)
-            return lease.conn.read_response()
-        except ResponseError:
-            raise
+            self._send(lease, *commands)
+            replies = []
+            for _ in commands:
+                try:
+                    replies.append(lease.conn.read_response())
+                except ResponseError as exc:
+                    replies.append(exc)
         except BaseException:
             self._broken(lease)
             raise
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        return replies[-1]
 
-    def send(self, name: str, *args: Any) -> Pending:
-        """Send a script call without waiting for its reply (read it with ``result()``):
-        the worker overlaps a round trip with running the next task. The thread's next
-        call on this runner reads the reply first, so replies never mix. Without a
-        connection of its own (a cluster client) the call runs at once."""
-        call = self._argv(name, args, ())
-        if self._pool is None:
-            pending = Pending(self, name, call, None)
-            try:
-                pending.reply = self(name, *args)
-            except ResponseError as exc:
-                pending.reply = exc
-            return pending
-        lease = self._lease()
-        pending = Pending(self, name, call, lease)
-        try:
-            self._send(lease, ("EVALSHA", *call))
-        except BaseException:
-            self._broken(lease)
-            raise
-        lease.pending.append(pending)
-        return pending
+    def __call__(self, name: str, *args: Any, extra_keys: tuple[str, ...] = (),
+                 after: tuple[Any, ...] | None = None) -> Any:
+        """Run script ``name`` with the common KEYS/ARGV head, then ``extra_keys`` and ``args``.
 
-    def __call__(self, name: str, *args: Any, extra_keys: tuple[str, ...] = ()) -> Any:
-        """Run script ``name`` with the common KEYS/ARGV head, then ``extra_keys`` and ``args``."""
+        ``after``: a command (a blocking one: the worker's wait on its mailbox) sent
+        in the same write just before the script, which Redis runs as soon as that
+        command returns; its reply is dropped. On a cluster client the two go one by one.
+        """
         call = self._argv(name, args, extra_keys)
+        first = () if after is None else (after,)
         try:
-            return self._execute(("EVALSHA", *call))
+            return self._execute(*first, ("EVALSHA", *call))
         except NoScriptError:
             return self._execute(("EVAL", script(name).source, *call[1:]))
 

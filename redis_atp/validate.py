@@ -3,13 +3,14 @@ call to Redis, so a refusal never writes anything."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Any
 
 from .errors import InvalidInput, TaskNotFound
 
-__all__ = ["task_id", "seconds", "message", "handler_path", "token", "Handler"]
+__all__ = ["task_id", "seconds", "message", "clean_text", "handler_path", "token", "Handler"]
 
 Handler = str | Callable[..., Any]
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
@@ -22,18 +23,41 @@ def task_id(value: object) -> int:
     raise TaskNotFound(f"task {value!r:.80} does not exist (task ids are positive integers)")
 
 
+#: Largest number of seconds a setting may hold (about 31 years; the Lua prelude's
+#: MAX_SECONDS): a finite number that stays exact in milliseconds.
+MAX_SECONDS = 10**9
+#: Longest log message, in UTF-8 bytes.
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
 def seconds(what: str, value: object) -> str:
-    """A number of seconds as the text the scripts parse."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise InvalidInput(f"{what} must be a number of seconds, not {value!r:.80}")
+    """A number of seconds as the text the scripts parse: finite, at most ``MAX_SECONDS``
+    either way (``inf`` or NaN would reach Redis as a number no script can use)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or abs(value) > MAX_SECONDS:
+        raise InvalidInput(f"{what} must be a finite number of seconds within ±{MAX_SECONDS:,}, not {value!r:.80}")
     return repr(value) if isinstance(value, float) else str(value)
 
 
 def message(value: object) -> str:
-    """A log message."""
+    """A log message: text that encodes as UTF-8, at most ``MAX_MESSAGE_BYTES``."""
     if not isinstance(value, str):
         raise InvalidInput(f"a log message must be str, not {type(value).__name__}")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"a log message must be valid Unicode text: {exc}") from None
+    if size > MAX_MESSAGE_BYTES:
+        raise InvalidInput(f"a log message is {size} bytes long; the limit is {MAX_MESSAGE_BYTES}")
     return value
+
+
+def clean_text(value: str, limit: int) -> str:
+    """``value`` made safe to log: lone surrogates (``os.fsdecode`` of a non-UTF-8 name)
+    escaped as ``\\udcxx``, cut to ``limit`` characters. For text the worker writes
+    on its own (a handler's error), which must never be refused."""
+    text = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def handler_path(handler: Handler) -> str:

@@ -3,21 +3,29 @@
 Lifecycle of a worker process: it registers, then each of its ``threads`` slots
 loops on one script call (``advance``) that ends the previous run (FINISHED, or
 FAILED with the error) and claims and starts the next task (SCHEDULED, then
-RUNNING, with a fencing token), and runs ``handler(task_status, input)``. A
-slot that finds no work waits on its own mailbox, where the next task that
-becomes ACCEPTED is handed to it already started (sharded namespaces: it waits
-on the wake keys), so an idle fleet sends almost nothing and starts work within
-a millisecond.
+RUNNING, with a fencing token), and runs ``handler(task_status, input)`` once
+that reply confirmed the claim. A slot that finds no work waits on its own
+mailbox, where the next task that becomes ACCEPTED is handed to it (claimed in
+its name); the script that takes it from there starts it only if that claim is
+still current (sharded namespaces: the slot waits on the wake keys). An idle
+fleet sends almost nothing and starts work within a millisecond.
 
 Failure handling:
 
-* A slot that loses its connection backs off and retries; after reconnecting it
-  hands back whatever Redis says it owns but it is not running (a claim whose
-  reply was lost), so no task waits for its type's timeout.
-* The supervisor renews every child's heartbeat key. A child that dies is
-  reaped at once: its tasks go back to the queue, counted against
-  ``maxrestart``, and a new child is spawned. Tasks of a worker whose heartbeat
-  expired (host lost) are recovered by any worker's housekeeping round.
+* A slot that meets any Redis error backs off and retries; it keeps the run it
+  ended until Redis acknowledged that end, and after reconnecting hands back
+  whatever Redis says it owns but it is not running (a claim whose reply was
+  lost), so no task waits for its type's timeout.
+* Handlers talk to Redis on connections of their own, and their calls (each safe
+  to repeat under the run's token) are retried across connection failures; a
+  handler that still fails with a connection error hands its task back
+  uncharged: a connection error never fails a task.
+* The supervisor renews every child's heartbeat key; housekeeping runs in a
+  thread of its own, so it never delays a heartbeat. A child that dies is
+  reaped at once: its started tasks go back to the queue, counted against
+  ``maxrestart`` whatever its exit code, and a new child is spawned. Tasks of a
+  worker whose heartbeat expired (host lost) are recovered by any worker's
+  housekeeping round.
 * SIGINT/SIGTERM: warm shutdown (no new work, running tasks finish, up to
   ``grace`` seconds); a second signal or the end of the grace: cold shutdown
   (running tasks go back to the queue, ACCEPTED, then exit). Exit code 0.
@@ -25,7 +33,9 @@ Failure handling:
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import inspect
 import logging
 import multiprocessing
 import os
@@ -54,6 +64,7 @@ from .keys import Keys
 from .models import StartedTask
 from .status import Status
 from .taskstatus import TaskStatus
+from .validate import clean_text
 
 __all__ = ["WorkerConfig", "Supervisor", "WorkerProcess", "Handlers", "HandlerRefused", "mask_url"]
 
@@ -69,9 +80,11 @@ MAX_ERROR_CHARS = 2000
 #: Seconds an idle slot waits on its mailbox for a hand-off before it checks the queue
 #: again (a warm shutdown wakes it at once).
 HANDOFF_WAIT = 5.0
-#: A slot prefetches one task while its handlers take less than this (s) on average;
-#: a longer task would keep the prefetched one waiting while other slots idle.
-PREFETCH_BELOW = 0.05
+#: Seconds a handler's status or response call is retried across connection failures.
+HANDLER_RETRY_FOR = 30.0
+#: Seconds a stopping slot with nothing in flight tries to hand back what it holds
+#: (with Redis down, the supervisor's reaping or the heartbeat's expiry does it).
+STOP_RELEASE_FOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -91,9 +104,6 @@ class WorkerConfig:
     allow: tuple[str, ...] = ()
     #: Exit 0 once the queue is empty.
     burst: bool = False
-    #: While handlers are short, keep one task claimed ahead and overlap the round
-    #: trip of each step with running it (see ``WorkerProcess._slot``).
-    prefetch: bool = True
     #: Warm shutdown: seconds running tasks get to finish before a cold shutdown.
     grace: float = 30.0
     #: Seconds without a heartbeat after which a worker's tasks are recovered.
@@ -103,6 +113,8 @@ class WorkerConfig:
     #: Seconds an idle slot of a sharded namespace blocks on the wake keys before it
     #: checks again (unsharded slots wait on their mailbox, ``HANDOFF_WAIT``).
     block: float = 1.0
+    #: Seconds to wait for Redis at start; 0: fail at once with a clear error.
+    wait_for_redis: float = 0.0
 
 
 def mask_url(url: str) -> str:
@@ -115,19 +127,57 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
-def worker_tracker(config: WorkerConfig) -> Tracker:
+def worker_tracker(config: WorkerConfig, cls: type[Tracker] = Tracker) -> Tracker:
     """A tracker whose client fails fast instead of retrying by itself: a retried
     claim could run twice with its first reply lost, so every connection error
     must reach the worker, which reconciles what it owns after reconnecting."""
     client = client_from_url(config.url, socket_timeout=config.block + 10, socket_connect_timeout=5,
                              retry=Retry(NoBackoff(), 0), socket_keepalive=True)
-    tracker = Tracker(client, config.namespace, max_queue_size=0, shards=config.shards)
+    tracker = cls(client, config.namespace, max_queue_size=0, shards=config.shards)
     tracker._owns_client = True
     return tracker
 
 
+class HandlerTracker(Tracker):
+    """The tracker behind the ``TaskStatus`` a handler gets: connections of its own (never
+    one with worker traffic on it), and calls retried across connection failures for up
+    to ``HANDLER_RETRY_FOR`` seconds. What a ``TaskStatus`` sends is safe to repeat: a
+    read, a progress record, a response, or the run ending the task it already ended
+    (a no-op under the run's token)."""
+
+    def _call(self, name: str, *args: Any, shard: int = 0, extra_keys: tuple[str, ...] = ()) -> Any:
+        backoff, give_up = Backoff(), time.monotonic() + HANDLER_RETRY_FOR
+        while True:
+            try:
+                return super()._call(name, *args, shard=shard, extra_keys=extra_keys)
+            except TRANSIENT as exc:
+                delay = backoff.next()
+                if time.monotonic() + delay > give_up:
+                    raise
+                log.warning("handler call %s: redis unavailable (%s); retrying in %.2fs", name, exc, delay)
+                time.sleep(delay)
+
+
 class HandlerRefused(Exception):
     """A task names a handler outside the ``--allow`` list."""
+
+
+def resolve(path: str) -> Any:
+    """The object at dotted ``path``: the longest importable module prefix, then
+    attributes (``pkg.mod.Class.method`` for a staticmethod or classmethod)."""
+    parts = path.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        module = ".".join(parts[:i])
+        try:
+            obj = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and (module == exc.name or module.startswith(exc.name + ".")):
+                continue  # this prefix is not a module: try a shorter one
+            raise  # the module exists but an import inside it failed
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ModuleNotFoundError(f"no module in handler path {path!r}", name=parts[0])
 
 
 class Handlers:
@@ -147,8 +197,7 @@ class Handlers:
         if fn is None:
             if not self.allowed(path):
                 raise HandlerRefused(f"handler {path!r} is outside the allowed prefixes {list(self.allow)}")
-            module, _, name = path.rpartition(".")
-            fn = getattr(importlib.import_module(module), name)
+            fn = resolve(path)
             if not callable(fn):
                 raise TypeError(f"{path!r} is not callable")
             self._cache[path] = fn
@@ -169,6 +218,20 @@ class Backoff:
         self.delay = 0.05
 
 
+def _log_redis_error(what: str, exc: Exception, delay: float) -> None:
+    """A connection failure is routine (a warning); any other Redis error (OOM refusal,
+    READONLY, a script error) is logged with its traceback."""
+    if isinstance(exc, TRANSIENT):
+        log.warning("%s: redis unavailable (%s); retrying in %.2fs", what, exc, delay)
+    else:
+        log.error("%s: %s: %s; retrying in %.2fs", what, type(exc).__name__, exc, delay,
+                  exc_info=not isinstance(exc, redis.RedisError))
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
 class WorkerProcess:
     """One worker process: ``threads`` slots, each an owner that claims, runs and ends tasks."""
 
@@ -176,11 +239,13 @@ class WorkerProcess:
         self.config = config
         self.id = worker_id
         self.tracker = worker_tracker(config)
+        self.handler_tracker = worker_tracker(config, HandlerTracker)
         self.fleet = Fleet(self.tracker, config.heartbeat)
         self.handlers = Handlers(config.allow)
         self.owners = slot_ids(worker_id, config.threads)
         self.stopping = threading.Event()  # warm: take no new task
         self.cold = threading.Event()  # cold: hand back running tasks and exit now
+        self.crashed = False  # a slot ended other than by shutdown (a bug): exit 1
 
     def run(self) -> int:
         """The process body; returns the exit code (a cold shutdown exits from here)."""
@@ -190,7 +255,7 @@ class WorkerProcess:
         signal.signal(signal.SIGUSR1, self._on_cold)
         parent = os.getppid()
         self._retry(lambda: self.fleet.beat([(self.id, os.getpid(), self.config.threads)], parent))
-        slots = [threading.Thread(target=self._slot, args=(owner,), name=owner, daemon=True)
+        slots = [threading.Thread(target=self._slot_main, args=(owner,), name=owner, daemon=True)
                  for owner in self.owners]
         for t in slots:
             t.start()
@@ -201,7 +266,8 @@ class WorkerProcess:
             if self.stopping.is_set() and not woken:
                 woken = self._wake_slots()
         self.tracker.close()
-        return 0
+        self.handler_tracker.close()
+        return 1 if self.crashed else 0
 
     def _wake_slots(self) -> bool:
         """Wake slots waiting on their mailboxes (warm shutdown): an empty entry is no task.
@@ -213,22 +279,27 @@ class WorkerProcess:
                 pipe.rpush(mailbox, b"")
                 pipe.pexpire(mailbox, 60_000)
             pipe.execute()
-        except TRANSIENT:
-            pass  # slots find out within their wait anyway
+        except Exception:  # noqa: BLE001 - slots find out within their wait anyway
+            pass
         return True
 
     def _on_cold(self, signum: int, frame: Any) -> None:
         self.stopping.set()
         self.cold.set()
 
-    def _retry(self, action: Callable[[], Any]) -> Any:
+    def _retry(self, action: Callable[[], Any], give_up_after: float | None = None) -> Any:
+        """``action()`` retried across Redis errors until it succeeds, a cold shutdown, or
+        ``give_up_after`` seconds; returns its result, or None if it never succeeded."""
         backoff = Backoff()
+        give_up = None if give_up_after is None else time.monotonic() + give_up_after
         while not self.cold.is_set():
             try:
                 return action()
-            except TRANSIENT as exc:
+            except redis.RedisError as exc:
                 delay = backoff.next()
-                log.warning("worker=%s redis unavailable (%s); retrying in %.2fs", self.id, exc, delay)
+                if give_up is not None and time.monotonic() + delay > give_up:
+                    return None
+                _log_redis_error(f"worker={self.id}", exc, delay)
                 self.cold.wait(delay)
         return None
 
@@ -237,83 +308,65 @@ class WorkerProcess:
             try:
                 for tid, t, ident, _ in self.fleet.release(owner, (), f"worker {self.id} cold shutdown; put back"):
                     log.warning("task put back id=%d type=%s identifier=%s (cold shutdown)", tid, t, ident)
-            except TRANSIENT as exc:
+            except Exception as exc:  # noqa: BLE001 - exiting anyway; the supervisor's reaping will
                 log.error("worker=%s cannot put its tasks back (%s); the reaper will", self.id, exc)
         logging.shutdown()
         os._exit(0)
 
-    def _slot(self, owner: str) -> None:
-        """Claim, run and end tasks: one ``advance`` round trip per task.
+    def _slot_main(self, owner: str) -> None:
+        try:
+            self._slot(owner)
+        except BaseException:
+            self.crashed = True
+            log.exception("slot=%s stopped by an unexpected error", owner)
+            raise
 
-        While tasks are short the slot keeps one prefetched task (claimed, SCHEDULED):
-        it sends the next ``advance`` (end this run, start the prefetched task,
-        prefetch another) ahead and runs the prefetched task while the reply travels.
-        A slot with nothing to do waits for a hand-off (or on the wake keys, sharded).
-        """
+    def _slot(self, owner: str) -> None:
+        """Claim, run and end tasks: one ``advance`` round trip per task, whose reply
+        confirms the claim before the handler starts. A slot with nothing to do waits
+        for a hand-off (or on the wake keys, sharded)."""
         backoff = Backoff()
-        reconnected = False
-        unsharded = self.tracker.shards == 1
-        handoff = unsharded and not self.config.burst
-        ended: _Ended | None = None  # a run that is over but not yet recorded in Redis
-        prefetched: StartedTask | None = None
-        quick = PREFETCH_BELOW  # moving average of handler durations (s): prefetch once it is short
+        reconcile = False
+        handoff = self.tracker.shards == 1 and not self.config.burst
+        ended: _Ended | None = None  # a run that is over, its end not yet acknowledged by Redis
         while not self.stopping.is_set():
             try:
-                if reconnected:
-                    keep = [t.status.task_id for t in (ended.task if ended else None, prefetched) if t]
+                if reconcile:
+                    keep = [ended.task.status.task_id] if ended else []
                     for tid, t, ident, _ in self.fleet.release(
-                            owner, keep, "claim reply lost to a connection failure; put back"):
+                            owner, keep, "claim reply lost to a Redis failure; put back"):
                         log.warning("task put back id=%d type=%s identifier=%s (claim reply lost)", tid, t, ident)
-                    reconnected = False
-                prefetch = self.config.prefetch and unsharded and quick < PREFETCH_BELOW
-                if prefetched is not None:
-                    task, prefetched = prefetched, None
-                    previous, ended = ended, None
-                    pending = self.tracker.send_advance(owner, previous.args() if previous else None, start=task,
-                                                        count=1 if prefetch else 0, prefetch=True)
-                    ended = self._execute(task)  # while the reply travels
-                    try:
-                        ending, _, tasks = pending.result()
-                    except TRANSIENT:
-                        if previous:
-                            self._end(previous)  # idempotent; the run just done stays in `ended`
-                        raise
-                    if previous:
-                        previous.report(ending)
-                    prefetched = tasks[0] if tasks else None
-                else:
-                    ending, _, tasks = self.tracker.advance(owner, ended.args() if ended else None,
-                                                            prefetch=prefetch, wait=handoff)
-                    if ended:
-                        ended.report(ending)
-                        ended = None
-                    if prefetch and tasks:
-                        prefetched = tasks[0]
-                        continue
-                    if not tasks:
-                        if self.config.burst:
-                            break
-                        if not handoff:
-                            self.tracker.wait_for_work(self.config.block)
-                            continue
-                        tasks = self.tracker.take_handoff(owner, HANDOFF_WAIT)
-                    for task in tasks:
-                        ended = self._execute(task)
+                    reconcile = False
+                ending, queued, tasks = self.tracker.advance(owner, ended.args() if ended else None, wait=handoff)
                 if ended:
-                    quick = 0.8 * quick + 0.2 * ended.duration
+                    ended.report(ending)
+                    ended = None
+                if not tasks:
+                    if queued:
+                        continue  # the claim stopped at its pop limit
+                    if self.config.burst:
+                        break
+                    if not handoff:
+                        self.tracker.wait_for_work(self.config.block)
+                        continue
+                    tasks = self.tracker.take_handoff(owner, HANDOFF_WAIT)
+                for task in tasks:
+                    ended = self._execute(task)
                 backoff.reset()
-            except TRANSIENT as exc:
-                reconnected = True
+            except Exception as exc:  # noqa: BLE001 - any Redis error: back off, reconcile, go on
+                reconcile = True
                 delay = backoff.next()
-                log.warning("slot=%s redis unavailable (%s); retrying in %.2fs", owner, exc, delay)
+                _log_redis_error(f"slot={owner}", exc, delay)
                 self.stopping.wait(delay)
         if ended:
             self._end(ended)
-        self._retry(lambda: self.fleet.release(owner, (), f"worker {self.id} stopping; put back"))
+        self._retry(lambda: self.fleet.release(owner, (), f"worker {self.id} stopping; put back"),
+                    give_up_after=STOP_RELEASE_FOR)
 
     def _execute(self, task: StartedTask) -> _Ended | None:
-        """Run a started task's handler; returns how the run ended (None: the run lost its task)."""
-        ts = task.status
+        """Run a started task's handler; returns how the run ended (None: the run lost its
+        task, or handed it back after a connection failure)."""
+        ts = TaskStatus(task.status.task_id, tracker=self.handler_tracker, token=task.status.token)
         started = time.monotonic()
         log.info("task start id=%d type=%s identifier=%s", ts.task_id, task.type, task.identifier)
         try:
@@ -325,17 +378,33 @@ class WorkerProcess:
             return _Ended(task, Status.FAILED,
                           f"cannot import handler {task.handler!r}: {type(exc).__name__}: {exc}", started)
         try:
-            handler(ts, task.input)
+            result = handler(ts, task.input)
+            if inspect.isawaitable(result):
+                asyncio.run(_await(result))
         except StaleTask as exc:
             log.warning("task lost id=%d type=%s identifier=%s: %s", ts.task_id, task.type, task.identifier, exc)
+            return None
+        except TRANSIENT as exc:
+            self._hand_back(task, f"put back: the handler lost its Redis connection ({type(exc).__name__}: {exc})")
             return None
         except BaseException as exc:  # noqa: BLE001 - a handler's failure is the task's, not the worker's
             log.exception("task id=%d type=%s identifier=%s raised", ts.task_id, task.type, task.identifier)
             return _Ended(task, Status.FAILED, f"{type(exc).__name__}: {exc}", started)
         return _Ended(task, Status.FINISHED, "", started)
 
+    def _hand_back(self, task: StartedTask, message: str) -> None:
+        """Put a run's task back in the queue, uncharged (its run met an infrastructure
+        failure, not a failure of its own); retried until Redis takes it."""
+        ts = task.status
+        log.warning("task id=%d type=%s identifier=%s: %s", ts.task_id, task.type, task.identifier, message)
+        try:
+            self._retry(lambda: self.tracker.reenqueue_task(ts.task_id, clean_text(message, MAX_ERROR_CHARS),
+                                                            token=ts.token))
+        except StaleTask:
+            pass  # recovered meanwhile: nothing to hand back
+
     def _end(self, ended: _Ended) -> None:
-        """Record a run's end on its own (at shutdown), retrying across connection failures."""
+        """Record a run's end on its own (at shutdown), retrying across Redis failures."""
         ts = ended.task.status
         try:
             changed = self._retry(lambda: self.tracker._finish(ts.task_id, ended.outcome, ended.message,
@@ -358,7 +427,7 @@ class _Ended:
 
     def __post_init__(self) -> None:
         self.duration = time.monotonic() - self.started
-        self.message = self.message[:MAX_ERROR_CHARS]
+        self.message = clean_text(self.message, MAX_ERROR_CHARS)
 
     def args(self) -> tuple[TaskStatus, Status, str]:
         return (self.task.status, self.outcome, self.message)
@@ -376,9 +445,12 @@ class _Ended:
 
 
 def _child_main(config: WorkerConfig, worker_id: str) -> None:
-    code = WorkerProcess(config, worker_id).run()
-    logging.shutdown()
-    os._exit(code)
+    code = 1
+    try:
+        code = WorkerProcess(config, worker_id).run()
+    finally:
+        logging.shutdown()
+        os._exit(code)
 
 
 @dataclass
@@ -389,7 +461,8 @@ class _Child:
 
 class Supervisor:
     """Spawns and watches the worker processes, renews their heartbeats, reaps the
-    ones that die, runs housekeeping, and turns signals into warm/cold shutdown."""
+    ones that die, runs housekeeping (in a thread of its own), and turns signals into
+    warm/cold shutdown. No Redis error stops it: each is logged and retried."""
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
@@ -400,6 +473,7 @@ class Supervisor:
         self.signals = 0
         self.pending_reaps: list[tuple[str, bool, str]] = []
         self._ctx = multiprocessing.get_context("fork")
+        self._stop_housekeeping = threading.Event()
 
     def banner(self) -> None:
         c = self.config
@@ -411,13 +485,30 @@ class Supervisor:
         else:
             log.warning("no --allow given: any handler path written to Redis will be imported and run")
 
+    def connect(self) -> None:
+        """Reach Redis, waiting up to ``wait_for_redis`` seconds; raises the last
+        connection error when it cannot (the CLI prints it on one line)."""
+        self.tracker = worker_tracker(self.config)
+        self.fleet = Fleet(self.tracker, self.config.heartbeat)
+        give_up, backoff = time.monotonic() + self.config.wait_for_redis, Backoff()
+        while True:
+            try:
+                self.tracker.client.ping()
+                return
+            except TRANSIENT as exc:
+                delay = backoff.next()
+                if time.monotonic() + delay > give_up:
+                    self.tracker.close()
+                    raise
+                log.warning("waiting for redis at %s (%s)", mask_url(self.config.url), exc)
+                time.sleep(delay)
+
     def run(self) -> int:
         """Run the fleet until shutdown; returns the exit code (0 on a clean shutdown)."""
         for path in reversed(self.config.paths):
             if os.path.abspath(path) not in sys.path:
                 sys.path.insert(0, os.path.abspath(path))
-        self.tracker = worker_tracker(self.config)
-        self.fleet = Fleet(self.tracker, self.config.heartbeat)
+        self.connect()
         rfd, wfd = os.pipe()
         os.set_blocking(wfd, False)
         signal.set_wakeup_fd(wfd)
@@ -426,14 +517,26 @@ class Supervisor:
         self.banner()
         for _ in range(self.config.processes):
             self._spawn()
+        keeper = threading.Thread(target=self._housekeeping_loop, name="housekeeping", daemon=True)
+        keeper.start()
+        try:
+            return self._watch(rfd)
+        finally:
+            self._stop_housekeeping.set()
+            self._signal_children(signal.SIGKILL)  # only children still running: after an unexpected error
+            keeper.join(5)
+            self.tracker.close()
+
+    def _watch(self, rfd: int) -> int:
         beat_every = self.config.heartbeat / 4
-        next_beat = next_round = 0.0
+        next_beat = 0.0
         stop_at = kill_at = float("inf")
         handled = 0
         while True:
             now = time.monotonic()
             if handled < self.signals:
                 handled = self.signals
+                self._stop_housekeeping.set()
                 if handled == 1:
                     log.info("warm shutdown: no new tasks; running ones get %.0fs to finish", self.config.grace)
                     stop_at = now + self.config.grace
@@ -447,19 +550,15 @@ class Supervisor:
             if now >= kill_at:
                 self._signal_children(signal.SIGKILL)
             if now >= next_beat:
-                self._try(lambda: self.fleet.beat(
+                self._try("heartbeat", lambda: self.fleet.beat(
                     [(c.id, c.process.pid or 0, self.config.threads) for c in self.children], os.getpid()))
                 next_beat = now + beat_every
-            if now >= next_round and not self.signals:
-                self._try(self._housekeeping)
-                next_round = now + self.config.housekeeping
             self._reap_pending()
             if not self.children and (self.signals or self.config.burst):
                 self._reap_pending()
-                self.tracker.close()
                 log.info("worker id=%s stopped", self.id)
                 return 0
-            timeout = max(0.0, min(next_beat, next_round, stop_at, kill_at) - time.monotonic())
+            timeout = max(0.0, min(next_beat, stop_at, kill_at) - time.monotonic())
             ready = wait([c.process.sentinel for c in self.children] + [rfd], timeout)
             if rfd in ready:
                 os.read(rfd, 512)
@@ -481,27 +580,34 @@ class Supervisor:
         self.spawned += 1
         worker_id = f"{self.id}.{self.spawned}"
         # registered before it starts, so tasks it claims are never unknown to the reaper
-        self._try(lambda: self.fleet.beat([(worker_id, 0, self.config.threads)], os.getpid()))
+        self._try("register", lambda: self.fleet.beat([(worker_id, 0, self.config.threads)], os.getpid()))
         process = self._ctx.Process(target=_child_main, args=(self.config, worker_id), name=worker_id)
-        process.start()
+        try:
+            process.start()
+        except OSError as exc:  # out of processes or memory: the next exit or round tries again
+            log.error("cannot start worker process %s: %s", worker_id, exc)
+            self.pending_reaps.append((worker_id, False, f"worker {worker_id} never started; put back"))
+            return
         self.children.append(_Child(worker_id, process))
 
     def _exited(self, child: _Child) -> None:
         child.process.join()
         code = child.process.exitcode
         self.children.remove(child)
-        crashed = code != 0 and not self.signals
-        (log.warning if crashed else log.info)("worker process %s exited with code %s", child.id, code)
-        message = (f"worker {child.id} exited with code {code} while running it" if crashed
+        # Out of shutdown, a process that ends holding started tasks died while running
+        # them, whatever its exit code (a clean exit hands its tasks back first).
+        charged = not self.signals
+        (log.warning if code != 0 and charged else log.info)("worker process %s exited with code %s", child.id, code)
+        message = (f"worker {child.id} exited with code {code} while running it" if charged
                    else f"worker {child.id} stopped; put back")
-        self.pending_reaps.append((child.id, crashed, message))
+        self.pending_reaps.append((child.id, charged, message))
         if not self.signals and not (self.config.burst and code == 0):
             self._spawn()
 
     def _reap_pending(self) -> None:
         while self.pending_reaps:
-            worker_id, crashed, message = self.pending_reaps[0]
-            recovered = self._try(partial(self.fleet.reap, worker_id, message, restart=crashed))
+            worker_id, charged, message = self.pending_reaps[0]
+            recovered = self._try("reap", partial(self.fleet.reap, worker_id, message, restart=charged))
             if recovered is None:
                 return
             self.pending_reaps.pop(0)
@@ -509,8 +615,19 @@ class Supervisor:
                 log.warning("task recovered id=%d type=%s identifier=%s status=%s (worker %s exited)",
                             tid, t, ident, status.name, worker_id)
 
-    def _housekeeping(self) -> None:
-        done = self.fleet.housekeeping(self.config.housekeeping)
+    def _housekeeping_loop(self) -> None:
+        """Housekeeping rounds on a connection of their own, until shutdown."""
+        tracker = worker_tracker(self.config)
+        fleet = Fleet(tracker, self.config.heartbeat)
+        try:
+            while not self._stop_housekeeping.is_set():
+                self._try("housekeeping", partial(self._housekeeping, fleet))
+                self._stop_housekeeping.wait(self.config.housekeeping)
+        finally:
+            tracker.close()
+
+    def _housekeeping(self, fleet: Fleet) -> None:
+        done = fleet.housekeeping(self.config.housekeeping)
         if done:
             dead, zombies, retired = done
             for tid, t, ident, status in dead:
@@ -521,9 +638,15 @@ class Supervisor:
             if retired:
                 log.info("retention removed %d tasks", retired)
 
-    def _try(self, action: Callable[[], Any]) -> Any:
+    def _try(self, what: str, action: Callable[[], Any]) -> Any:
+        """``action()``, or None after logging any error: the supervisor never stops
+        heartbeating or reaping over one (OOM refusals, READONLY, script errors)."""
         try:
             return action()
-        except TRANSIENT as exc:
-            log.warning("supervisor: redis unavailable (%s); retrying", exc)
+        except Exception as exc:  # noqa: BLE001 - logged; retried on the next round
+            if isinstance(exc, TRANSIENT):
+                log.warning("supervisor %s: redis unavailable (%s); retrying", what, exc)
+            else:
+                log.error("supervisor %s: %s: %s; retrying", what, type(exc).__name__, exc,
+                          exc_info=not isinstance(exc, redis.RedisError))
             return None

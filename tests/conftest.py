@@ -105,6 +105,22 @@ def namespace_keys(client: Any, namespace: str) -> list[bytes]:
     return sorted(found)
 
 
+def live_queue(tracker: Tracker, shard: int = 0) -> list[int]:
+    """A shard's queue as claims see it, in order: the entries that are an ACCEPTED
+    task's current one (``<id>``, or ``<id>:<nq>`` once it was re-queued)."""
+    out = []
+    for raw in tracker.client.lrange(tracker.shard_keys[shard].queue, 0, -1):
+        tid, _, nq = raw.decode().partition(":")
+        try:
+            key = tracker.describe_task(int(tid))["key"]
+        except LookupError:
+            continue  # a deleted task's entry
+        status, current = tracker.client.hmget(key, "status", "nq")
+        if int(status) == 1 and int(current or 0) == int(nq or 0):
+            out.append(int(tid))
+    return out
+
+
 def delete_namespace(client: Any, namespace: str) -> None:
     keys = namespace_keys(client, namespace)
     pipe = client.pipeline(transaction=False)

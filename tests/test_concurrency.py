@@ -11,6 +11,8 @@ import redis
 
 from redis_atp import QueueEmpty, QueueFull, Status, Tracker
 
+from .conftest import live_queue
+
 HANDLER = "redis_atp.tracker.dummyHandler"
 PROCS = 6
 ctx = mp.get_context("spawn")
@@ -96,12 +98,11 @@ def test_zombie_sweepers_reenqueue_each_task_exactly_once(real_tracker: Tracker,
     ids = t.enqueue_many([("t", f"i{i}", i) for i in range(2000)])
     t.dequeue_task("doomed", count=2000)
     time.sleep(0.5)
-    t.register_task_type("t", HANDLER, timeout=3600, maxrestart=5)  # no second time-out during the sweep
     acted = _run_all(_sweeper, [(redis_url, t.namespace)] * 4)
     flat = Counter(i for got in acted for i in got)
     assert sorted(flat) == ids and set(flat.values()) == {1}
     assert t.get_queue_size() == 2000
-    queue = [int(x) for x in t.client.lrange(t.keys.queue, 0, -1)]
+    queue = live_queue(t)
     assert sorted(queue) == ids
     assert t.describe_task(ids[0])["restarts"] == 1
     assert t.get_task_status(ids[-1]) == (Status.ACCEPTED, "ACCEPTED")

@@ -30,7 +30,7 @@ def test_every_key_of_a_finished_task_expires(tracker: Tracker) -> None:
     time.sleep(0.45)
     assert _task_keys(tracker) == set()
     assert tracker.get_queue_size() == 0
-    assert tracker.client.zcard(tracker.keys.deadlines) == 0
+    assert tracker.client.zcard(tracker.keys.live(1)) == 0
     assert tracker.get_task_type("t").counts["finished_total"] == 1
     assert tid == tracker.last_task_id()
 

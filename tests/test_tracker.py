@@ -26,7 +26,7 @@ from redis_atp import (
     Tracker,
 )
 
-from .conftest import delete_namespace, namespace_keys
+from .conftest import delete_namespace, live_queue, namespace_keys
 
 
 def _camel(name: str) -> str:
@@ -56,7 +56,7 @@ def tracker(request: pytest.FixtureRequest, client: Any, namespace: str) -> Iter
 
 def queue_ids(tracker: Tracker) -> list[int]:
     """The queue's task ids, shard after shard (FIFO holds within a shard)."""
-    return [int(x) for k in tracker.shard_keys for x in tracker.client.lrange(k.queue, 0, -1)]
+    return [tid for shard in range(tracker.shards) for tid in live_queue(tracker, shard)]
 
 
 @pytest.fixture(params=["Tracker", "module"])
@@ -137,7 +137,7 @@ def test_unregister_refuses_while_tasks_exist_and_force_deletes_them(api: Any, t
         tracker.get_task_type("a")
     assert api.get_task_status(keep) == (Status.ACCEPTED, "ACCEPTED")
     assert queue_ids(tracker) == [keep]
-    assert tracker.count_overdue() == 0 and all(s["with_deadline"] == 0 for s in tracker.shard_stats())
+    assert tracker.count_overdue() == 0 and all(s["live"] == 0 for s in tracker.shard_stats())
     with pytest.raises(TaskTypeNotFound):
         api.unregister_task_type("a")
 
@@ -229,11 +229,26 @@ def test_dequeue_is_fifo_and_sets_owner_and_deadline(api: Any, tracker: Tracker)
 def test_start_returns_the_task_and_marks_it_running(api: Any) -> None:
     api.register_task_type("t", HANDLER)
     tid = api.enqueue_task("t", "x", {"n": b"\x00bin", "l": [1.5, None, True]})
-    with pytest.raises(InvalidTransition):
-        api.start_task(tid)  # still queued
     api.dequeue_task("srv")
     assert api.start_task(tid, "go") == ("t", "x", HANDLER, {"n": b"\x00bin", "l": [1.5, None, True]})
     assert api.get_task_status(tid) == (Status.RUNNING, "RUNNING")
+    api.stop_task_success(tid)
+    with pytest.raises(InvalidTransition):
+        api.start_task(tid)  # finished
+
+
+def test_start_of_a_queued_task_takes_it_off_the_queue(api: Any, tracker: Tracker) -> None:
+    """SPEC 5.1: the seed's daemon starts tasks from a local queue; a zombie sweep may have
+    re-enqueued one meanwhile. Started by hand, it runs once, never again from the queue."""
+    api.register_task_type("t", HANDLER, timeout=3600)
+    tid = api.enqueue_task("t", "x", 1)
+    other = api.enqueue_task("t", "y", 2)
+    assert api.start_task(tid)[1] == "x"
+    assert api.get_task_status(tid) == (Status.RUNNING, "RUNNING")
+    assert api.get_queue_size() == 1
+    assert api.dequeue_task("srv", count=5) == [other]
+    with pytest.raises(QueueEmpty):
+        api.dequeue_task("srv")
 
 
 def test_status_changes_and_log(api: Any) -> None:
@@ -373,7 +388,8 @@ def test_zero_timeout_never_times_out(api: Any, tracker: Tracker) -> None:
     api.register_task_type("t", HANDLER, timeout=0)
     api.enqueue_task("t", "x", 1)
     api.dequeue_task("srv")
-    assert all(s["with_deadline"] == 0 for s in tracker.shard_stats())
+    assert tracker.count_overdue() == 0 and api.reenqueue_zombie_tasks() == []
+    assert sum(s["live"] for s in tracker.shard_stats()) == 1
 
 
 def test_delete_retired_tasks(api: Any, tracker: Tracker) -> None:
@@ -475,5 +491,5 @@ def test_cancelling_queued_tasks_keeps_the_order_of_the_rest(api: Any, tracker: 
         assert api.dequeue_task("w", count=10) == expected
     else:
         for keys in tracker.shard_keys:  # each shard keeps the order of its own tasks
-            mine = [int(x) for x in tracker.client.lrange(keys.queue, 0, -1)]
+            mine = live_queue(tracker, keys.shard)
             assert mine == [i for i in expected if i % tracker.shards == keys.shard]

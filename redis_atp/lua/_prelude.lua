@@ -3,7 +3,7 @@
 -- refusal codes E_*, IDS_PER_BUCKET), so each code has one definition.
 --
 -- Calling convention of every script (keys.py builds the names):
---   KEYS[1] types hash   KEYS[2] queue list   KEYS[3] deadlines zset
+--   KEYS[1] types hash   KEYS[2] queue list   KEYS[3] queued counter (exact queue size)
 --   KEYS[4] wake zset    KEYS[5] seq counter  KEYS[6] waiters list  KEYS[7] waiting hash
 --   ARGV[1] task key prefix      ARGV[2] id-bucket key prefix
 --   ARGV[3] type key prefix      ARGV[4] owned-set key prefix  ARGV[5] mailbox prefix
@@ -12,7 +12,7 @@
 -- Keys of one task, type, bucket or owner are built here from those prefixes;
 -- all of them share the namespace's hash tag, so they live in the same slot.
 
-local K_TYPES, K_QUEUE, K_DEADLINES, K_WAKE, K_SEQ = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local K_TYPES, K_QUEUE, K_QUEUED, K_WAKE, K_SEQ = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_WAITERS, K_WAITING = KEYS[6], KEYS[7]
 local P_TASK, P_IDS, P_TYPE, P_OWNED, P_MAILBOX = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local LOG_CAP, SHARDS, SHARD = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -40,8 +40,19 @@ end
 
 local function bucket_key(id) return P_IDS .. istr(math.floor(id / (IDS_PER_BUCKET * SHARDS))) end
 
--- The type named `name`: its key and settings, or nil when it is not registered.
--- Read once per script call (a worker's step touches up to three tasks).
+-- A stored number of seconds, or `default` when it is missing, not finite or absurd
+-- (a hand-edited type): the scripts never compute with inf or NaN.
+local MAX_SECONDS = 1e9
+local function seconds(v, default)
+  local n = tonumber(v)
+  if not n or n ~= n or n > MAX_SECONDS or n < -MAX_SECONDS then return default end
+  return n
+end
+
+-- The type named `name`: its key, its live set (every SCHEDULED, RUNNING or PAUSED
+-- task of the type, scored by the time of its last status change, so the type's
+-- current timeout decides what is overdue) and settings, or nil when it is not
+-- registered. Read once per script call (a worker's step touches several tasks).
 local type_cache = {}
 local function load_type(name)
   local cached = type_cache[name]
@@ -51,8 +62,8 @@ local function load_type(name)
   if n then
     local key = P_TYPE .. n
     local v = redis.call('HMGET', key, 'handler', 'timeout', 'timeret', 'maxrestart')
-    ty = {name = name, key = key, handler = v[1], timeout = tonumber(v[2]) or 0,
-          timeret = tonumber(v[3]) or -1, maxrestart = tonumber(v[4]) or 0}
+    ty = {name = name, key = key, live = key .. ':live', handler = v[1] or '', timeout = seconds(v[2], 0),
+          timeret = seconds(v[3], -1), maxrestart = math.max(0, math.floor(seconds(v[4], 0)))}
   end
   type_cache[name] = ty
   return ty or nil
@@ -64,11 +75,12 @@ local function type_of(t) return load_type(t.type) or ORPHAN end
 
 -- The task stored under `key` if it is task `id`, else nil.
 local function load_task_at(id, key)
-  local v = redis.call('HMGET', key, 'id', 'type', 'ident', 'status', 'run', 'odig', 'restarts', 'nlog', 'token')
+  local v = redis.call('HMGET', key, 'id', 'type', 'ident', 'status', 'run', 'odig', 'restarts', 'nlog', 'token',
+                      'nq')
   if v[1] ~= istr(id) then return nil end
   return {id = tonumber(id), key = key, type = v[2], ident = v[3], status = tonumber(v[4]),
           run = tonumber(v[5] or '0'), odig = v[6], restarts = tonumber(v[7] or '0'),
-          nlog = tonumber(v[8] or '1'), token = v[9]}
+          nlog = tonumber(v[8] or '1'), token = v[9], nq = tonumber(v[10] or '0')}
 end
 
 -- Task `id` (a number or a decimal string), or nil when it does not exist.
@@ -82,7 +94,9 @@ end
 -- token '' is the operator's unfenced path; a run's token must be the one its claim
 -- handed out, while the task is live (SCHEDULED, RUNNING, PAUSED). Tokens are
 -- random (the claimer's), not the run counter: after a failover that lost a claim,
--- the next claim reuses that run number but never that token.
+-- the next claim reuses that run number but never that token. A task whose run is
+-- over other than by the run itself (recovered, put back, ended by an operator)
+-- has no token, so its old run is refused even once the task is terminal.
 local function fence(t, token)
   if token ~= '' and (token ~= t.token or not is_live(t.status)) then
     return {E_STALE, t.run, t.status}
@@ -90,15 +104,38 @@ local function fence(t, token)
   return nil
 end
 
--- Task `id` leaves the queue other than by dequeue (cancel, delete). LREM is
--- O(queue length); the queue is in id order but for re-enqueued tasks, so the scan
--- starts from the end nearer to `id`. The wake marker exists only while the queue
--- holds work.
-local function unqueue(id)
-  local head, tail = tonumber(redis.call('LINDEX', K_QUEUE, 0)), tonumber(redis.call('LINDEX', K_QUEUE, -1))
-  local from_head = not head or not tail or (tonumber(id) - head <= tail - tonumber(id))
-  redis.call('LREM', K_QUEUE, from_head and 1 or -1, id)
-  if redis.call('LLEN', K_QUEUE) == 0 then redis.call('DEL', K_WAKE) end
+-- The run of task `t` is over without the run having ended it: fence it out.
+local function unfence(t)
+  if t.token then
+    redis.call('HDEL', t.key, 'token')
+    t.token = nil
+  end
+end
+
+-- The queue size is the counter K_QUEUED, kept exact by every script. The wake
+-- marker exists only while it is above 0; at 0 the counter goes, and so does the
+-- queue list, which then holds only entries of tasks that left it early (see unqueue).
+local function queued_delta(n)
+  if redis.call('INCRBY', K_QUEUED, n) > 0 then
+    redis.call('ZADD', K_WAKE, 0, 'wake')
+  else
+    redis.call('DEL', K_WAKE, K_QUEUE, K_QUEUED)
+  end
+end
+
+-- Task `t`'s queue entry: its id, and from its second time in the queue on, ':<n>'
+-- with the task's `nq` (times re-queued), so an entry left behind is never mistaken
+-- for the task's current one.
+local function queue_entry(t)
+  if t.nq == 0 then return istr(t.id) end
+  return istr(t.id) .. ':' .. t.nq
+end
+
+-- Task `t` (ACCEPTED) leaves the queue other than by a claim (cancel, delete, start
+-- by hand). Its entry stays where it is, so this costs O(1) at any queue length;
+-- claims drop entries that are not their task's current one (see claim).
+local function unqueue()
+  queued_delta(-1)
 end
 
 -- Id buckets: a bucket stays while any member is pinned (live or kept forever),
@@ -126,26 +163,65 @@ end
 
 local offer  -- defined below: a task that became ACCEPTED goes to a waiter or the queue
 
+-- Appends log records (one, or two with `via`) and trims the log to LOG_CAP records.
+-- A log written under a larger cap (another client's setting) is trimmed whole.
+local function append_log(t, new, now, msg, via, via_msg)
+  local n = t.nlog + 1
+  if via then
+    redis.call('HSET', t.key, 'status', new, 'nlog', n + 1, 'log:' .. n, log_record(now, via, via_msg),
+               'log:' .. (n + 1), log_record(now, new, msg))
+    n = n + 1
+  else
+    redis.call('HSET', t.key, 'status', new, 'nlog', n, 'log:' .. n, log_record(now, new, msg))
+  end
+  t.status, t.nlog = new, n
+  local upto = n - LOG_CAP
+  if upto < 1 then return end
+  local added = via and 2 or 1
+  local fields = {}
+  for i = math.max(1, upto - added + 1), upto do fields[#fields + 1] = 'log:' .. i end
+  redis.call('HDEL', t.key, unpack(fields))
+  local older = upto - added
+  if older >= 1 and redis.call('HEXISTS', t.key, 'log:' .. older) == 1 then
+    local stale = {}
+    for _, f in ipairs(redis.call('HKEYS', t.key)) do
+      local k = tonumber(string.match(f, '^log:(%d+)$'))
+      if k and k <= older then stale[#stale + 1] = f end
+    end
+    redis.call('HDEL', t.key, unpack(stale))
+  end
+end
+
+local offer  -- defined below: a task that became ACCEPTED goes to a waiter or the queue
+
 -- Moves task `t` (of type `ty`) to status `new`, keeping every index in step:
--- queue, deadlines, owner's set, per-type counters, retention TTLs and the log.
+-- queue, live set, owner's set, per-type counters, retention TTLs and the log.
 -- t.popped: claim() took the id off the queue. `via`, `via_msg`: a status passed
 -- through on the way (SCHEDULED, for a claim that starts the task), logged only.
+-- Every value it writes is computed from sanitized numbers (load_type), so it cannot
+-- fail half-way; the TTL is set after the last HSET, which must not re-create a key.
 local function set_status(t, ty, new, now, msg, via, via_msg)
   local old, id = t.status, istr(t.id)
-  if old == S_ACCEPTED and new ~= S_ACCEPTED and not t.popped then unqueue(id) end
-  if is_live(new) and ty.timeout > 0 then
-    redis.call('ZADD', K_DEADLINES, now + math.floor(ty.timeout * 1000), id)
-  elseif is_live(old) then
-    redis.call('ZREM', K_DEADLINES, id)
+  if old == S_ACCEPTED and new ~= S_ACCEPTED and not t.popped then unqueue() end
+  if ty.live then
+    if is_live(new) then redis.call('ZADD', ty.live, now, id)
+    elseif is_live(old) then redis.call('ZREM', ty.live, id) end
   end
   if is_live(old) and not is_live(new) and t.odig then
     redis.call('SREM', P_OWNED .. t.odig, id)
     redis.call('HDEL', t.key, 'odig')
+    t.odig = nil
   end
+  if new == S_ACCEPTED then unfence(t) end
+  if ty.key and old ~= new then
+    if not is_terminal(old) then redis.call('HINCRBY', ty.key, COUNTER[old], -1) end
+    if not (is_terminal(old) and is_terminal(new)) then redis.call('HINCRBY', ty.key, COUNTER[new], 1) end
+  end
+  append_log(t, new, now, msg, via, via_msg)
   if is_terminal(new) then
     local was_pinned = not is_terminal(old) or redis.call('PTTL', t.key) == -1
     if ty.timeret > 0 then
-      local ttl = math.floor(ty.timeret * 1000)
+      local ttl = math.max(1, math.ceil(ty.timeret * 1000))
       redis.call('PEXPIRE', t.key, ttl)
       update_bucket(t.id, was_pinned and -1 or 0, now + ttl)
     elseif not was_pinned then
@@ -156,21 +232,6 @@ local function set_status(t, ty, new, now, msg, via, via_msg)
     redis.call('PERSIST', t.key)
     update_bucket(t.id, 1, nil)
   end
-  if ty.key then
-    if old ~= new and not is_terminal(old) then redis.call('HINCRBY', ty.key, COUNTER[old], -1) end
-    if old ~= new or is_terminal(new) then redis.call('HINCRBY', ty.key, COUNTER[new], 1) end
-  end
-  local n = t.nlog + 1
-  if via then
-    redis.call('HSET', t.key, 'status', new, 'nlog', n + 1, 'log:' .. n, log_record(now, via, via_msg),
-               'log:' .. (n + 1), log_record(now, new, msg))
-    if n > LOG_CAP then redis.call('HDEL', t.key, 'log:' .. (n - LOG_CAP)) end
-    n = n + 1
-  else
-    redis.call('HSET', t.key, 'status', new, 'nlog', n, 'log:' .. n, log_record(now, new, msg))
-  end
-  if n > LOG_CAP then redis.call('HDEL', t.key, 'log:' .. (n - LOG_CAP)) end
-  t.status, t.nlog = new, n
   if new == S_ACCEPTED and old ~= S_ACCEPTED then offer(t, ty, now) end
 end
 
@@ -178,12 +239,12 @@ end
 -- live counter and id-bucket entry.
 local function forget(t)
   local id = istr(t.id)
-  if t.status == S_ACCEPTED then unqueue(id) end
+  local ty = type_of(t)
+  if t.status == S_ACCEPTED then unqueue() end
   if is_live(t.status) then
-    redis.call('ZREM', K_DEADLINES, id)
+    if ty.live then redis.call('ZREM', ty.live, id) end
     if t.odig then redis.call('SREM', P_OWNED .. t.odig, id) end
   end
-  local ty = type_of(t)
   if ty.key and not is_terminal(t.status) then redis.call('HINCRBY', ty.key, COUNTER[t.status], -1) end
   local pinned = not is_terminal(t.status) or redis.call('PTTL', t.key) == -1
   redis.call('DEL', t.key)
@@ -195,6 +256,7 @@ end
 -- queue while it has restarts left, else FAILED. Returns the new status.
 local function recover(t, ty, now, msg, why)
   if msg == '' then msg = why end
+  unfence(t)
   if t.restarts < ty.maxrestart then
     t.restarts = t.restarts + 1
     redis.call('HSET', t.key, 'restarts', t.restarts)
@@ -230,24 +292,30 @@ local function for_owned(odig, keep, act)
   return out
 end
 
--- Ends a run (FINISHED or FAILED), or with if_unfinished leaves an already ended
--- task alone. Returns 1 (changed), 0 (already ended), E_TASK_NOT_FOUND or the
--- fence's refusal.
+-- Ends a run (FINISHED or FAILED). A run ending the task again as it already ended
+-- it (a retry after a lost reply) changes nothing; nor does if_unfinished on an ended
+-- task. Returns 1 (changed), 0 (already ended), E_TASK_NOT_FOUND or the fence's refusal.
 local function end_run(id, token, outcome, msg, if_unfinished)
   local t = load_task(id)
   if not t then return E_TASK_NOT_FOUND end
-  if if_unfinished and is_terminal(t.status) and (token == '' or token == t.token) then return 0 end
+  if is_terminal(t.status) and token == t.token and (if_unfinished or t.status == outcome) then return 0 end
+  if is_terminal(t.status) and token == '' and if_unfinished then return 0 end
   local refused = fence(t, token)
   if refused then return refused end
+  if token == '' then unfence(t) end
   set_status(t, type_of(t), outcome, now_ms(), msg)
   return 1
+end
+
+-- What a started task's run needs: {id, token, type, identifier, handler, input}.
+local function run_data(t, ty)
+  return {istr(t.id), t.token, t.type, t.ident, ty.handler, redis.call('HGET', t.key, 'input')}
 end
 
 -- Claims task `t` (ACCEPTED, already off the queue) for an owner: SCHEDULED, the
 -- owner, a new run number, the fencing token `token` (random, from the claimer)
 -- and a deadline; its id joins the owner's set. With start_msg it goes on to
--- RUNNING. With `data`, its type, identifier, handler and input are returned too.
--- Returns {id, token, [type, identifier, handler, input]}.
+-- RUNNING. Returns {id, token}, or with `data` run_data.
 local function take(t, ty, owner, odig, now, msg, start_msg, token, data)
   t.popped, t.run, t.odig, t.token = true, t.run + 1, odig, token
   redis.call('HSET', t.key, 'owner', owner, 'odig', odig, 'run', t.run, 'token', token)
@@ -257,45 +325,47 @@ local function take(t, ty, owner, odig, now, msg, start_msg, token, data)
   else
     set_status(t, ty, S_SCHEDULED, now, msg)
   end
-  if not data then return {istr(t.id), token} end
-  return {istr(t.id), token, t.type, t.ident, ty.handler, redis.call('HGET', t.key, 'input')}
+  if not data then return {istr(t.id), t.token} end
+  return run_data(t, ty)
 end
+
+-- Queue entries one claim may pop (entries left behind, see unqueue, count too), so
+-- a claim stays short; its caller sees tasks still queued and calls again.
+local MAX_POPS = 100
 
 -- Takes up to `count` tasks from the head of the queue for an owner (see take);
 -- the tokens are token_base, token_base + 1, ... With start_msg they are started,
--- and their data returned; with `data` alone they stay SCHEDULED (a worker's
--- prefetch) and their data is returned.
+-- and with `data` (or start_msg) their data is returned.
 -- Returns {id, token, [type, identifier, handler, input,] ...}.
 local function claim(owner, odig, count, msg, start_msg, token_base, data)
   local now = now_ms()
-  local out = {}
-  for _, id in ipairs(redis.call('LPOP', K_QUEUE, count) or {}) do
-    local t = load_task(id)
-    if t and t.status == S_ACCEPTED then
-      local ty = type_of(t)
-      local token = istr(token_base + #out)
-      for _, v in ipairs(take(t, ty, owner, odig, now, msg, start_msg, token, data or start_msg ~= nil)) do
-        out[#out + 1] = v
+  local out, claimed, pops = {}, 0, 0
+  while claimed < count and pops < MAX_POPS do
+    local entries = redis.call('LPOP', K_QUEUE, math.min(count - claimed, MAX_POPS - pops))
+    if not entries then break end
+    pops = pops + #entries
+    for _, entry in ipairs(entries) do
+      local id, nq = string.match(entry, '^(%d+):?(%d*)$')
+      local t = id and load_task(id)
+      if t and t.status == S_ACCEPTED and t.nq == (tonumber(nq) or 0) then
+        claimed = claimed + 1
+        for _, v in ipairs(take(t, type_of(t), owner, odig, now, msg, start_msg, istr(token_base + claimed - 1),
+                                data or start_msg ~= nil)) do
+          out[#out + 1] = v
+        end
       end
     end
   end
-  -- Pass the wake-up on to the next waiter while work remains; clear it once the queue is empty.
-  if redis.call('LLEN', K_QUEUE) > 0 then redis.call('ZADD', K_WAKE, 0, 'wake') else redis.call('DEL', K_WAKE) end
+  if claimed > 0 then queued_delta(-claimed) end
   return out
 end
 
 -- Hand-off: an idle worker thread that found no work registers as a waiter (its
 -- owner digest in the waiters list; "<token> <owner>" in the waiting hash) and
 -- blocks on its mailbox. A task that becomes ACCEPTED goes to the longest-waiting
--- waiter, claimed and started on its behalf in the same script, so the waiter wakes
--- with the task itself: one hop from enqueue to handler. Unsharded namespaces only.
-local function pack_fields(fields)
-  local parts = {}
-  for i, f in ipairs(fields) do parts[i] = #f .. ':' .. f end
-  return table.concat(parts)
-end
-
--- Hands ACCEPTED task `t` (not in the queue) to the longest-waiting waiter, if any.
+-- waiter, claimed for it (SCHEDULED) in the same script, and its id and token go to
+-- the waiter's mailbox; the waiter starts it with take_mailbox, which checks that
+-- the claim is still current. Unsharded namespaces only.
 local function hand_off(t, ty, now)
   while SHARDS == 1 do
     local odig = redis.call('LPOP', K_WAITERS)
@@ -304,8 +374,8 @@ local function hand_off(t, ty, now)
     if entry then
       redis.call('HDEL', K_WAITING, odig)
       local sp = string.find(entry, ' ', 1, true)
-      local fields = take(t, ty, string.sub(entry, sp + 1), odig, now, '', '', string.sub(entry, 1, sp - 1), true)
-      redis.call('RPUSH', P_MAILBOX .. odig, pack_fields(fields))
+      take(t, ty, string.sub(entry, sp + 1), odig, now, '', nil, string.sub(entry, 1, sp - 1), false)
+      redis.call('RPUSH', P_MAILBOX .. odig, istr(t.id) .. ' ' .. t.token)
       return true
     end
   end
@@ -314,8 +384,27 @@ end
 
 offer = function(t, ty, now)
   if not hand_off(t, ty, now) then
-    redis.call('RPUSH', K_QUEUE, istr(t.id))
-    redis.call('ZADD', K_WAKE, 0, 'wake')
+    t.nq = redis.call('HINCRBY', t.key, 'nq', 1)
+    redis.call('RPUSH', K_QUEUE, queue_entry(t))
+    queued_delta(1)
+  end
+end
+
+-- The task handed to owner `odig` whose claim is still current, from its mailbox:
+-- started (RUNNING) and returned as run_data; entries whose claim is gone (the task
+-- deleted, recovered, put back or re-claimed meanwhile) are dropped. nil if none.
+local function take_mailbox(odig, start_msg)
+  local mailbox = P_MAILBOX .. odig
+  while true do
+    local entry = redis.call('LPOP', mailbox)
+    if not entry then return nil end
+    local sp = string.find(entry, ' ', 1, true)
+    local t = sp and load_task(string.sub(entry, 1, sp - 1))
+    if t and t.status == S_SCHEDULED and t.odig == odig and t.token == string.sub(entry, sp + 1) then
+      local ty = type_of(t)
+      set_status(t, ty, S_RUNNING, now_ms(), start_msg)
+      return run_data(t, ty)
+    end
   end
 end
 
@@ -323,13 +412,12 @@ end
 -- never took go back to the queue uncharged (their handler never ran).
 -- Returns {id, type, identifier, new status, ...} of those tasks.
 local function unwait(odig, msg)
-  redis.call('HDEL', K_WAITING, odig)
-  redis.call('LREM', K_WAITERS, 0, odig)
+  if redis.call('HDEL', K_WAITING, odig) == 1 then redis.call('LREM', K_WAITERS, 0, odig) end
   local mailbox, now, out = P_MAILBOX .. odig, now_ms(), {}
   for _, entry in ipairs(redis.call('LRANGE', mailbox, 0, -1)) do
-    local len = string.match(entry, '^(%d+):')
-    local t = len and load_task(string.sub(entry, #len + 2, #len + 1 + tonumber(len)))
-    if t and is_live(t.status) and t.odig == odig then
+    local sp = string.find(entry, ' ', 1, true)
+    local t = sp and load_task(string.sub(entry, 1, sp - 1))
+    if t and t.status == S_SCHEDULED and t.odig == odig then
       set_status(t, type_of(t), S_ACCEPTED, now, msg)
       for _, v in ipairs({t.id, t.type, t.ident, t.status}) do out[#out + 1] = v end
     end

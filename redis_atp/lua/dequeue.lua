@@ -1,12 +1,15 @@
 -- dequeue.lua: take up to `count` tasks from the head of the queue for one owner
--- (dequeueTask): each gets status SCHEDULED, the owner, a new run number (its
--- fencing token) and a deadline; its id joins the owner's set. With `start`, each
--- also goes straight on to RUNNING and its type, identifier, handler and input
--- come back (a claim that starts the task in the same round trip).
+-- (dequeueTask): each gets status SCHEDULED, the owner, a new run number, a random
+-- fencing token and a place in its type's live set; its id joins the owner's set.
+-- With `start`, each also goes straight on to RUNNING and its type, identifier,
+-- handler and input come back (a claim that starts the task in the same round trip).
 -- KEYS[1..7], ARGV[1..8]: the common convention (_prelude.lua).
 -- arg(1) owner (serverID)  arg(2) owner digest  arg(3) count  arg(4) message
 -- arg(5) start ('1' or '0')  arg(6) message of the RUNNING record (with start)
 -- arg(7) token base: a random number; the tasks get tokens base, base + 1, ...
--- Returns {id, token, ...} per task, plus {type, identifier, handler, input} per
--- task with start; {} when the queue is empty.
-return claim(arg(1), arg(2), tonumber(arg(3)), arg(4), arg(5) == '1' and arg(6) or nil, tonumber(arg(7)))
+-- Returns {queued, id, token, ...}: the shard's queue size after the claim, then per
+-- task {id, token}, plus {type, identifier, handler, input} with start. No task and
+-- queued > 0: the claim stopped at its pop limit; call again.
+local out = claim(arg(1), arg(2), tonumber(arg(3)), arg(4), arg(5) == '1' and arg(6) or nil, tonumber(arg(7)))
+table.insert(out, 1, tonumber(redis.call('GET', K_QUEUED) or '0'))
+return out

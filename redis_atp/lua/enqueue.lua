@@ -10,7 +10,7 @@
 local max_size, n = tonumber(arg(1)), tonumber(arg(2))
 local now = now_ms()
 local record = log_record(now, S_ACCEPTED, '')
-local qlen = max_size > 0 and redis.call('LLEN', K_QUEUE) or 0
+local qlen = max_size > 0 and tonumber(redis.call('GET', K_QUEUED) or '0') or 0
 local seq = tonumber(redis.call('GET', K_SEQ) or '0')
 local first = seq + 1
 local added, buckets, bucket_order, pushed, out = {}, {}, {}, {}, {}
@@ -45,7 +45,7 @@ for i = 1, n do
       out[i] = id
       if waiters then
         local t = {id = id, key = key, type = name, ident = ident, status = S_ACCEPTED, run = 0,
-                   restarts = 0, nlog = 1}
+                   restarts = 0, nlog = 1, nq = 0}
         waiters = hand_off(t, ty, now)
       end
       if not waiters then
@@ -66,7 +66,7 @@ if seq >= first then
   for i = 1, #pushed, 1000 do
     redis.call('RPUSH', K_QUEUE, unpack(pushed, i, math.min(i + 999, #pushed)))
   end
-  if #pushed > 0 then redis.call('ZADD', K_WAKE, 0, 'wake') end
+  if #pushed > 0 then queued_delta(#pushed) end
   for key, count in pairs(added) do redis.call('HINCRBY', key, 'accepted', count) end
 end
 return out

@@ -5,7 +5,7 @@
 -- arg(1) task id, or '' to name it by arg(2) digest, arg(3) type, arg(4) identifier
 -- arg(5) what: 'info' {id, type, identifier, status, owner, run, restarts}
 --              'log' {record, ...}  'response' {response, response type, MIME type}
---              'input' {input}  'show' {info..., handler, ttl ms, deadline ms,
+--              'input' {input}  'show' {info..., handler, ttl ms, deadline ms ('' = none),
 --              response length, MIME type, input, record...}
 -- Returns that list, or E_TASK_NOT_FOUND.
 local key
@@ -37,8 +37,9 @@ if what == 'input' then return redis.call('HMGET', key, 'input') end
 local info = redis.call('HMGET', key, 'id', 'type', 'ident', 'status', 'owner', 'run', 'restarts')
 if what == 'info' then return info end
 local ty = load_type(info[2]) or ORPHAN
-local extra = {ty.handler or '', redis.call('PTTL', key),
-               redis.call('ZSCORE', K_DEADLINES, info[1]) or '', redis.call('HSTRLEN', key, 'response'),
+local changed = ty.live and ty.timeout > 0 and redis.call('ZSCORE', ty.live, info[1])
+local deadline = changed and string.format('%d', tonumber(changed) + math.floor(ty.timeout * 1000)) or ''
+local extra = {ty.handler or '', redis.call('PTTL', key), deadline, redis.call('HSTRLEN', key, 'response'),
                redis.call('HGET', key, 'mime') or '', redis.call('HGET', key, 'input')}
 for _, v in ipairs(extra) do info[#info + 1] = v end
 for _, r in ipairs(log()) do info[#info + 1] = r end

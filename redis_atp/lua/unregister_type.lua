@@ -38,5 +38,5 @@ end
 if first + step - 1 < last then return {0, first + step, deleted} end
 if arg(5) == '1' then return {1, 0, 0} end
 redis.call('HDEL', K_TYPES, name)
-redis.call('DEL', ty.key)
+redis.call('DEL', ty.key, ty.live)
 return {1, 0, deleted}
