@@ -64,6 +64,11 @@ def _set_timeout(tracker: Tracker, seconds: float) -> None:
 def _overdue_sweeps(tracker: Tracker) -> dict[str, Any]:
     """ZOMBIE_REPS sweeps, each after ZOMBIE_BATCH tasks were claimed under a 1 ms timeout."""
     per_rep: list[dict[str, Any]] = []
+    _set_timeout(tracker, 0.001)  # the type's current timeout governs: first put back the runs still live
+    time.sleep(0.01)
+    while tracker.reenqueue_zombie_tasks():
+        pass
+    _set_timeout(tracker, 3600)
     for _ in range(ZOMBIE_REPS):
         tracker.claim("bench-zombie-owner", count=ZOMBIE_BATCH)
         _set_timeout(tracker, 0.001)  # the type's current timeout governs its live tasks

@@ -17,6 +17,7 @@ import hashlib
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from functools import cache
 from importlib.resources import files
@@ -25,7 +26,7 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 from redis.cluster import RedisCluster
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 
 from .errors import Code
 from .keys import IDS_PER_BUCKET, Keys
@@ -38,6 +39,9 @@ except ImportError:  # pure-Python redis-py packing then
     _pack = None
 
 __all__ = ["Script", "ScriptRunner", "SCRIPT_NAMES", "run_many", "Call"]
+
+#: Seconds a held connection may sit unused before a call checks it is still open.
+IDLE_CHECK = 1.0
 
 SCRIPT_NAMES = (
     "register_type", "unregister_type", "enqueue", "dequeue", "start", "progress", "finish",
@@ -82,12 +86,24 @@ class _Lease:
     connection error the lease is dropped, never reconnected in place.
     """
 
-    __slots__ = ("pool", "conn", "pid")
+    __slots__ = ("pool", "conn", "pid", "used")
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         self.conn: Any = pool.get_connection()
         self.pid = os.getpid()
+        self.used = time.monotonic()
+
+    def stale(self) -> bool:
+        """After ``IDLE_CHECK`` seconds unused: whether the server closed the connection
+        meanwhile (a restart, ``CLIENT KILL``, an idle timeout). Checked before sending,
+        so a dead connection is replaced without retrying a call that may have run."""
+        if time.monotonic() - self.used < IDLE_CHECK:
+            return False
+        try:
+            return bool(self.conn.can_read(timeout=0))  # an idle connection has nothing to read
+        except (ConnectionError, OSError):
+            return True
 
     def drop(self) -> None:
         """Give the connection back to the pool, disconnected (at most once)."""
@@ -143,6 +159,9 @@ class ScriptRunner:
 
     def _lease(self) -> _Lease:
         lease = getattr(self._local, "lease", None)
+        if lease is not None and lease.pid == os.getpid() and lease.stale():
+            self._broken(lease)
+            lease = None
         if lease is None or lease.pid != os.getpid():
             lease = self._local.lease = _Lease(self._pool)
         return lease
@@ -175,6 +194,7 @@ class ScriptRunner:
                     replies.append(lease.conn.read_response())
                 except ResponseError as exc:
                     replies.append(exc)
+            lease.used = time.monotonic()
         except BaseException:
             self._broken(lease)
             raise

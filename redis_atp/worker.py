@@ -80,6 +80,8 @@ MAX_ERROR_CHARS = 2000
 #: Seconds an idle slot waits on its mailbox for a hand-off before it checks the queue
 #: again (a warm shutdown wakes it at once).
 HANDOFF_WAIT = 5.0
+#: Signals a worker process handles; blocked from the fork until its handlers are set.
+_CHILD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}
 #: Seconds a handler's status or response call is retried across connection failures.
 HANDLER_RETRY_FOR = 30.0
 #: Seconds a stopping slot with nothing in flight tries to hand back what it holds
@@ -253,6 +255,7 @@ class WorkerProcess:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor turns Ctrl-C into SIGTERM
         signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
         signal.signal(signal.SIGUSR1, self._on_cold)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHILD_SIGNALS)  # blocked since the fork (Supervisor._spawn)
         parent = os.getppid()
         self._retry(lambda: self.fleet.beat([(self.id, os.getpid(), self.config.threads)], parent))
         slots = [threading.Thread(target=self._slot_main, args=(owner,), name=owner, daemon=True)
@@ -448,6 +451,8 @@ def _child_main(config: WorkerConfig, worker_id: str) -> None:
     code = 1
     try:
         code = WorkerProcess(config, worker_id).run()
+    except BaseException:
+        log.exception("worker process %s failed", worker_id)
     finally:
         logging.shutdown()
         os._exit(code)
@@ -582,12 +587,17 @@ class Supervisor:
         # registered before it starts, so tasks it claims are never unknown to the reaper
         self._try("register", lambda: self.fleet.beat([(worker_id, 0, self.config.threads)], os.getpid()))
         process = self._ctx.Process(target=_child_main, args=(self.config, worker_id), name=worker_id)
+        # A signal between the fork and the child's own handlers would reach the copy of
+        # this supervisor's handler and be lost: the child starts with them blocked.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _CHILD_SIGNALS)
         try:
             process.start()
         except OSError as exc:  # out of processes or memory: the next exit or round tries again
             log.error("cannot start worker process %s: %s", worker_id, exc)
             self.pending_reaps.append((worker_id, False, f"worker {worker_id} never started; put back"))
             return
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHILD_SIGNALS)
         self.children.append(_Child(worker_id, process))
 
     def _exited(self, child: _Child) -> None:

@@ -31,3 +31,48 @@ def succeed_early(ts, inp):
 def die(ts, inp):
     R.hincrby(inp["fx"], str(inp["i"]))
     os._exit(1)
+
+
+# --- handlers for tests/test_worker_faults.py ------------------------------------
+
+
+def poison(ts, inp):
+    raise ValueError(os.fsdecode(b"bad-\xff-name"))
+
+
+def exit_zero(ts, inp):
+    R.hincrby(inp["fx"], str(inp["i"]))
+    os._exit(0)
+
+
+def blip(ts, inp):
+    r = redis.Redis.from_url(os.environ["REDIS_ATP_TEST_SIDEFX"])
+    try:
+        r.execute_command("CLIENT", "KILL", "TYPE", "normal")  # every client but this one (SKIPME)
+    finally:
+        r.close()
+    ts.setRunning("after the blip")
+    ts.storeResponse("ok", "text/plain")
+
+
+class Tools:
+    @staticmethod
+    def work(ts, inp):
+        ts.storeResponse(f"tools {inp['i']}", "text/plain")
+
+
+async def async_work(ts, inp):
+    import asyncio
+
+    await asyncio.sleep(0.05)
+    R.hincrby(inp["fx"], str(inp["i"]))
+
+
+def record(ts, inp):
+    """Append this run's task id to the file named by $REDIS_ATP_TEST_RUNS (one line per run)."""
+    fd = os.open(os.environ["REDIS_ATP_TEST_RUNS"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{ts.task_id}\n".encode())
+    finally:
+        os.close(fd)
+    time.sleep(inp.get("sleep", 0))
