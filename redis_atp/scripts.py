@@ -171,37 +171,38 @@ class ScriptRunner:
             self._local.lease = None  # a connection in an unknown state is never reused
         lease.drop()
 
-    def _send(self, lease: _Lease, *commands: tuple[Any, ...]) -> None:
+    def _send(self, lease: _Lease, command: tuple[Any, ...], before: tuple[Any, ...] | None) -> None:
         conn = lease.conn
+        commands = (command,) if before is None else (before, command)
         if _pack is not None:
             packed = [_pack(c) for c in commands]
         else:
             packed = [p for c in commands for p in conn.pack_command(*c)]
         conn.send_packed_command(packed, check_health=False)
 
-    def _execute(self, *commands: tuple[Any, ...]) -> Any:
-        """Send ``commands`` in one write and return the last one's reply (an error
-        reply of an earlier one is raised once every reply has been read)."""
+    def _execute(self, command: tuple[Any, ...], before: tuple[Any, ...] | None = None) -> Any:
+        """Send ``command`` (behind ``before``, in one write) and return its reply;
+        ``before``'s reply is dropped."""
         if self._pool is None:
-            replies = [self.client.execute_command(*c) for c in commands]
-            return replies[-1]
+            if before is not None:
+                self.client.execute_command(*before)
+            return self.client.execute_command(*command)
         lease = self._lease()
         try:
-            self._send(lease, *commands)
-            replies = []
-            for _ in commands:
+            self._send(lease, command, before)
+            if before is not None:
                 try:
-                    replies.append(lease.conn.read_response())
-                except ResponseError as exc:
-                    replies.append(exc)
+                    lease.conn.read_response()
+                except ResponseError:
+                    pass  # the script after it reads the state for itself
+            reply = lease.conn.read_response()
             lease.used = time.monotonic()
+            return reply
+        except ResponseError:
+            raise  # a refusal: the connection is fine
         except BaseException:
             self._broken(lease)
             raise
-        for reply in replies:
-            if isinstance(reply, ResponseError):
-                raise reply
-        return replies[-1]
 
     def __call__(self, name: str, *args: Any, extra_keys: tuple[str, ...] = (),
                  after: tuple[Any, ...] | None = None) -> Any:
@@ -212,9 +213,8 @@ class ScriptRunner:
         command returns; its reply is dropped. On a cluster client the two go one by one.
         """
         call = self._argv(name, args, extra_keys)
-        first = () if after is None else (after,)
         try:
-            return self._execute(*first, ("EVALSHA", *call))
+            return self._execute(("EVALSHA", *call), after)
         except NoScriptError:
             return self._execute(("EVAL", script(name).source, *call[1:]))
 
