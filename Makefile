@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test demo bench lint clean
+.PHONY: test demo bench chaos soak lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,3 +28,9 @@ clean:
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench
+
+chaos: $(STAMP)
+	$(BIN)/python -m benchmarks.chaos --minutes 2
+
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks.chaos --soak --minutes $${SOAK_MINUTES:-30}

@@ -29,7 +29,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 
 from .errors import Code
-from .keys import IDS_PER_BUCKET, Keys
+from .keys import DEFAULT_QUEUE_LIMIT, IDS_PER_BUCKET, Keys
 from .status import Status
 
 _pack: Callable[[tuple[Any, ...]], bytes] | None
@@ -54,6 +54,7 @@ def _constants() -> str:
     lines = [f"local S_{s.name} = {s.value}" for s in Status]
     lines += [f"local E_{c.name} = {c.value}" for c in Code]
     lines.append(f"local IDS_PER_BUCKET = {IDS_PER_BUCKET}")
+    lines.append(f"local DEFAULT_QUEUE_LIMIT = {DEFAULT_QUEUE_LIMIT}")
     return "\n".join(lines) + "\n"
 
 
@@ -116,7 +117,7 @@ class _Lease:
                 pass
 
     def __del__(self) -> None:
-        conn, self.conn = self.conn, None
+        conn, self.conn = getattr(self, "conn", None), None  # None: __init__ failed to connect
         # at interpreter exit a daemon thread may have been frozen holding the pool's lock
         if conn is not None and self.pid == os.getpid() and not sys.is_finalizing():
             try:
@@ -219,8 +220,9 @@ class ScriptRunner:
             return self._execute(("EVAL", script(name).source, *call[1:]))
 
 
-#: One pipelined script call: the runner (namespace shard), the script, its arguments.
-Call = tuple[ScriptRunner, str, tuple[Any, ...]]
+#: One pipelined script call: the runner (namespace shard), the script, its arguments,
+#: and keys beyond the common ones.
+Call = tuple[ScriptRunner, str, tuple[Any, ...], tuple[str, ...]]
 
 
 def run_many(client: Any, calls: Sequence[Call]) -> list[Any]:
@@ -233,15 +235,15 @@ def run_many(client: Any, calls: Sequence[Call]) -> list[Any]:
     that node (any master) is down.
     """
     if isinstance(client, RedisCluster):
-        return [runner(name, *args) for runner, name, args in calls]
+        return [runner(name, *args, extra_keys=extra) for runner, name, args, extra in calls]
     replies: list[Any] = [None] * len(calls)
     pending = list(range(len(calls)))
     command = "EVALSHA"
     while pending:
         pipe = client.pipeline(transaction=False)
         for i in pending:
-            runner, name, args = calls[i]
-            call = runner._argv(name, args, ())
+            runner, name, args, extra = calls[i]
+            call = runner._argv(name, args, extra)
             if command == "EVAL":
                 call = (script(name).source, *call[1:])
             pipe.execute_command(command, *call)

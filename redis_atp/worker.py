@@ -70,10 +70,14 @@ __all__ = ["WorkerConfig", "Supervisor", "WorkerProcess", "Handlers", "HandlerRe
 
 log = logging.getLogger(__name__)
 
-#: Errors that mean "Redis is unreachable for now": back off and retry.
+#: Errors that mean "Redis cannot serve for now" and did nothing: unreachable, a
+#: read-only replica after a failover, loading its data, or refusing writes under
+#: ``maxmemory`` (a script refused that way stops at its first write): back off and
+#: retry. None of them is ever the reason a task ends FAILED.
 TRANSIENT: tuple[type[BaseException], ...] = (
     redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError,
     redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError,
+    redis.exceptions.OutOfMemoryError, redis.exceptions.BusyLoadingError,
 )
 #: Longest error message written to a task's log.
 MAX_ERROR_CHARS = 2000
@@ -117,6 +121,10 @@ class WorkerConfig:
     block: float = 1.0
     #: Seconds to wait for Redis at start; 0: fail at once with a clear error.
     wait_for_redis: float = 0.0
+    #: How task inputs are decoded: "msgpack", or "pickle" (trusted deployments only:
+    #: whoever can write to Redis can then run code on the workers). Must match the
+    #: namespace's.
+    serializer: str = "msgpack"
 
 
 def mask_url(url: str) -> str:
@@ -135,7 +143,7 @@ def worker_tracker(config: WorkerConfig, cls: type[Tracker] = Tracker) -> Tracke
     must reach the worker, which reconciles what it owns after reconnecting."""
     client = client_from_url(config.url, socket_timeout=config.block + 10, socket_connect_timeout=5,
                              retry=Retry(NoBackoff(), 0), socket_keepalive=True)
-    tracker = cls(client, config.namespace, max_queue_size=0, shards=config.shards)
+    tracker = cls(client, config.namespace, shards=config.shards, serializer=config.serializer)
     tracker._owns_client = True
     return tracker
 
@@ -155,6 +163,7 @@ class HandlerTracker(Tracker):
             except TRANSIENT as exc:
                 delay = backoff.next()
                 if time.monotonic() + delay > give_up:
+                    exc.redis_atp_gave_up = True  # type: ignore[attr-defined]  # see WorkerProcess._execute
                     raise
                 log.warning("handler call %s: redis unavailable (%s); retrying in %.2fs", name, exc, delay)
                 time.sleep(delay)
@@ -381,16 +390,23 @@ class WorkerProcess:
             return _Ended(task, Status.FAILED,
                           f"cannot import handler {task.handler!r}: {type(exc).__name__}: {exc}", started)
         try:
-            result = handler(ts, task.input)
+            data = task.input
+        except Exception as exc:  # noqa: BLE001 - written by hand, or by another version
+            log.error("task id=%d cannot decode its input: %s: %s", ts.task_id, type(exc).__name__, exc)
+            return _Ended(task, Status.FAILED,
+                          f"cannot decode the input with {self.tracker.serializer.name}: {type(exc).__name__}: {exc}",
+                          started)
+        try:
+            result = handler(ts, data)
             if inspect.isawaitable(result):
                 asyncio.run(_await(result))
         except StaleTask as exc:
             log.warning("task lost id=%d type=%s identifier=%s: %s", ts.task_id, task.type, task.identifier, exc)
             return None
-        except TRANSIENT as exc:
-            self._hand_back(task, f"put back: the handler lost its Redis connection ({type(exc).__name__}: {exc})")
-            return None
         except BaseException as exc:  # noqa: BLE001 - a handler's failure is the task's, not the worker's
+            if getattr(exc, "redis_atp_gave_up", False):  # its TaskStatus calls could not reach Redis
+                self._hand_back(task, f"put back: Redis could not serve the handler ({type(exc).__name__}: {exc})")
+                return None
             log.exception("task id=%d type=%s identifier=%s raised", ts.task_id, task.type, task.identifier)
             return _Ended(task, Status.FAILED, f"{type(exc).__name__}: {exc}", started)
         return _Ended(task, Status.FINISHED, "", started)
@@ -482,9 +498,9 @@ class Supervisor:
 
     def banner(self) -> None:
         c = self.config
-        log.info("redis-atp worker id=%s host=%s pid=%d redis=%s namespace=%s shards=%d processes=%d threads=%d%s",
-                 self.id, self.host, os.getpid(), mask_url(c.url), c.namespace, c.shards, c.processes, c.threads,
-                 " burst" if c.burst else "")
+        log.info("redis-atp worker id=%s host=%s pid=%d redis=%s namespace=%s shards=%d processes=%d threads=%d "
+                 "serializer=%s%s", self.id, self.host, os.getpid(), mask_url(c.url), c.namespace, c.shards,
+                 c.processes, c.threads, c.serializer, " burst" if c.burst else "")
         if c.allow:
             log.info("handlers allowed from: %s", ", ".join(c.allow))
         else:
@@ -499,6 +515,7 @@ class Supervisor:
         while True:
             try:
                 self.tracker.client.ping()
+                self.tracker._check_server()  # the namespace's shard count and serializer
                 return
             except TRANSIENT as exc:
                 delay = backoff.next()

@@ -19,10 +19,16 @@ from .redisserver import RedisServer
 HANDLER = "redis_atp.tracker.dummyHandler"
 
 
+#: SLOWLOG threshold (µs). The bounded calls take 1-5 ms on this machine (``make bench``);
+#: twice the 10 ms goal keeps a busy CI machine's scheduling from failing the test,
+#: while an unbounded call (hundreds of ms at these sizes) still does.
+SLOW_US = 20_000
+
+
 @pytest.fixture(scope="module")
 def own_server() -> Iterator[RedisServer]:
     """A server of this module's own, for SLOWLOG and config changes."""
-    server = RedisServer("--slowlog-log-slower-than", "10000", "--slowlog-max-len", "1000").start()
+    server = RedisServer("--slowlog-log-slower-than", str(SLOW_US), "--slowlog-max-len", "1000").start()
     yield server
     server.close()
 
@@ -38,7 +44,7 @@ def big(own_server: RedisServer, namespace: str) -> Iterator[Tracker]:
 
 
 def slow_scripts(tracker: Tracker) -> list[Any]:
-    """Script calls Redis logged as taking over 10 ms."""
+    """Script calls Redis logged as taking over ``SLOW_US``."""
     return [e for e in tracker.client.slowlog_get(1000) if e["command"].split()[0].upper() in (b"EVALSHA", b"EVAL")]
 
 

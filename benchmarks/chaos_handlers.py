@@ -1,0 +1,114 @@
+"""Handlers of the chaos run (``benchmarks.chaos``), imported by ``redis-atp worker``
+as ``benchmarks.chaos_handlers.<name>``.
+
+Every execution is recorded outside Redis, in a file of its own under ``$CHAOS_DIR``:
+``<task id>-<pid>-<monotonic ns>.run``, one JSON object per line, each line one
+``write`` on an ``O_APPEND`` descriptor, so a process killed at any point leaves
+whole lines:
+
+* ``{"ev": "start", "tid", "token", "pid", "t"}``: the handler started (wall time, s);
+* ``{"ev": "call", "what", "t0", "t1", "ok", "error"}``: one fenced call through the
+  run's ``task_status`` (``ok`` false: it raised ``error``, which is re-raised);
+* ``{"ev": "end", "t", "outcome"}``: ``returned``, ``stale`` (a call raised
+  ``StaleTask``: the run lost its task), ``raised`` (the ``boom`` type, or a call
+  failed otherwise).
+
+The handlers never fail on their own: a FAILED task of a normal type is the
+infrastructure's doing. ``boom`` always raises ``ValueError``; its FAILED tasks are
+expected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis_atp import TaskStatus
+from redis_atp.errors import StaleTask
+
+#: Environment variable naming the directory of the run files.
+DIR_ENV = "CHAOS_DIR"
+
+
+class Run:
+    """The record of one execution: a run file, appended to line by line."""
+
+    def __init__(self, ts: TaskStatus) -> None:
+        self.ts = ts
+        name = f"{ts.task_id}-{os.getpid()}-{time.monotonic_ns()}.run"
+        self.fd = os.open(os.path.join(os.environ[DIR_ENV], name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.write(ev="start", tid=ts.task_id, token=ts.token, pid=os.getpid(), t=time.time())
+
+    def write(self, **fields: Any) -> None:
+        os.write(self.fd, (json.dumps(fields) + "\n").encode())
+
+    def call(self, what: str, fn: Callable[..., None], *args: Any) -> None:
+        """One fenced call, timed; its error, if any, is recorded and re-raised."""
+        t0 = time.time()
+        try:
+            fn(*args)
+        except BaseException as exc:
+            self.write(ev="call", what=what, t0=t0, t1=time.time(), ok=False, error=f"{type(exc).__name__}: {exc}")
+            raise
+        self.write(ev="call", what=what, t0=t0, t1=time.time(), ok=True, error="")
+
+    def end(self, outcome: str) -> None:
+        self.write(ev="end", t=time.time(), outcome=outcome)
+        os.close(self.fd)
+
+
+def _work() -> None:
+    time.sleep(random.uniform(0.0, 0.025))
+
+
+def _run(ts: TaskStatus, body: Callable[[Run], None]) -> None:
+    run = Run(ts)
+    try:
+        body(run)
+    except StaleTask:
+        run.end("stale")
+        raise
+    except BaseException:
+        run.end("raised")
+        raise
+    run.end("returned")
+
+
+def quick(task_status: TaskStatus, input: Any) -> None:
+    """Sleeps 0-50 ms; no call."""
+    def body(run: Run) -> None:
+        _work()
+        _work()
+    _run(task_status, body)
+
+
+def progress(task_status: TaskStatus, input: Any) -> None:
+    """Reports progress twice, sleeping around the calls."""
+    def body(run: Run) -> None:
+        _work()
+        run.call("setRunning", task_status.setRunning, "progress 1 of 2")
+        _work()
+        run.call("setRunning", task_status.setRunning, "progress 2 of 2")
+    _run(task_status, body)
+
+
+def respond(task_status: TaskStatus, input: Any) -> None:
+    """Reports progress once and stores a response."""
+    def body(run: Run) -> None:
+        _work()
+        run.call("setRunning", task_status.setRunning, "working")
+        _work()
+        run.call("storeResponse", task_status.storeResponse, f"<r>{task_status.task_id}</r>", "application/xml")
+    _run(task_status, body)
+
+
+def boom(task_status: TaskStatus, input: Any) -> None:
+    """Always raises ``ValueError`` (its FAILED tasks are expected)."""
+    def body(run: Run) -> None:
+        _work()
+        raise ValueError(f"chaos boom {task_status.task_id}")
+    _run(task_status, body)
