@@ -57,13 +57,12 @@ def _common() -> argparse.ArgumentParser:
                    help="namespace (default: $REDIS_ATP_NAMESPACE or atp)")
     p.add_argument("--shards", type=_positive(int), default=int(os.environ.get("REDIS_ATP_SHARDS", 1)),
                    help="hash tags the namespace spreads over (default: $REDIS_ATP_SHARDS or 1)")
+    p.add_argument("--serializer", choices=["msgpack", "pickle"],
+                   default=os.environ.get("REDIS_ATP_SERIALIZER", "msgpack"),
+                   help="how task inputs are stored; must be the namespace's (default: $REDIS_ATP_SERIALIZER "
+                        "or msgpack)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     return p
-
-
-def _max_queue_size(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-queue-size", type=int, default=int(os.environ.get("REDIS_ATP_MAX_QUEUE_SIZE", 64)),
-                   help="the producers' queue limit (default: $REDIS_ATP_MAX_QUEUE_SIZE or 64)")
 
 
 def _task_ref(p: argparse.ArgumentParser) -> None:
@@ -82,7 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    _max_queue_size(cmd("info", cmd_info, "queue, tasks per type and status, overdue tasks, live workers"))
+    cmd("info", cmd_info, "queue, tasks per type and status, overdue tasks, live workers")
+    conf = cmd("config", cmd_config, "show or change the namespace's settings, kept in Redis")
+    csub = conf.add_subparsers(dest="action", metavar="ACTION")
+    cset = csub.add_parser("set", parents=[common], help="change a setting for every client of the namespace")
+    cset.add_argument("setting", choices=["max-queue-size"], help="max-queue-size: the queue limit (<= 0: none)")
+    cset.add_argument("value", type=int)
+    csub.add_parser("get", parents=[common], help="show the settings (the default action)")
     types = cmd("types", cmd_types, "list task types; register or unregister one")
     tsub = types.add_subparsers(dest="action", metavar="ACTION")
     reg = tsub.add_parser("register", parents=[common], help="create or update a task type")
@@ -99,7 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("identifier")
     p.add_argument("--input", default="null", help="task input as JSON (default: null)")
     p.add_argument("--message", default="", help="first log message")
-    _max_queue_size(p)
     _task_ref(cmd("show", cmd_show, "everything about one task, with its full log"))
     p = cmd("response", cmd_response, "print (or save) a task's response")
     _task_ref(p)
@@ -176,10 +180,10 @@ def cmd_info(args: argparse.Namespace, tracker: Tracker) -> int:
     types = tracker.list_task_types()
     workers = Fleet(tracker).workers()
     now = time.time()
-    size, overdue = tracker.get_queue_size(), tracker.count_overdue()
+    size, overdue, limit = tracker.get_queue_size(), tracker.count_overdue(), tracker.get_max_queue_size()
     data = {
         "namespace": tracker.namespace, "url": mask_url(args.url),
-        "queue": {"size": size, "limit": args.max_queue_size},
+        "queue": {"size": size, "limit": limit},
         "overdue": overdue,
         "types": {t.name: t.counts for t in types},
         "workers": [{"id": w.id, "host": w.host, "pid": w.pid, "threads": w.threads, "tasks": w.tasks,
@@ -190,9 +194,8 @@ def cmd_info(args: argparse.Namespace, tracker: Tracker) -> int:
         data["shards"] = shards
 
     def text() -> str:
-        limit = "no limit" if args.max_queue_size <= 0 else f"limit {args.max_queue_size}"
         out = [f"namespace  {tracker.namespace}  ({mask_url(args.url)})",
-               f"queue      {size} waiting ({limit})",
+               f"queue      {size} waiting ({'no limit' if limit <= 0 else f'limit {limit}'})",
                f"overdue    {overdue} live tasks past their deadline", ""]
         if shards:
             out.append(_table([[s["shard"], s["prefix"], s["queue"], s["live"], s["overdue"]] for s in shards],
@@ -210,6 +213,15 @@ def cmd_info(args: argparse.Namespace, tracker: Tracker) -> int:
                    if wrows else "no live workers")
         return "\n".join(out)
     return _out(args, data, text)
+
+
+def cmd_config(args: argparse.Namespace, tracker: Tracker) -> int:
+    if args.action == "set":
+        tracker.set_max_queue_size(args.value)
+    limit = tracker.get_max_queue_size()
+    return _out(args, {"max_queue_size": limit, "serializer": tracker.serializer.name, "shards": tracker.shards},
+                lambda: f"max-queue-size  {limit}{' (no limit)' if limit <= 0 else ''}\n"
+                        f"serializer      {tracker.serializer.name}\nshards          {tracker.shards}")
 
 
 def cmd_types(args: argparse.Namespace, tracker: Tracker) -> int:
@@ -233,7 +245,6 @@ def cmd_enqueue(args: argparse.Namespace, tracker: Tracker) -> int:
         value = json.loads(args.input)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--input is not valid JSON: {exc}") from None
-    tracker.max_queue_size = args.max_queue_size
     tid = tracker.enqueue_task(args.type, args.identifier, value, args.message)
     return _out(args, {"id": tid}, lambda: f"enqueued task {tid} ({args.type}::{args.identifier})")
 
@@ -336,7 +347,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s [%(process)d] %(message)s")
     config = WorkerConfig(url=args.url, namespace=args.namespace, shards=args.shards, processes=args.processes,
                           threads=args.threads, paths=tuple(args.path), allow=allow, burst=args.burst,
-                          grace=args.grace, heartbeat=args.heartbeat, wait_for_redis=max(0.0, args.wait_for_redis))
+                          grace=args.grace, heartbeat=args.heartbeat, wait_for_redis=max(0.0, args.wait_for_redis),
+                          serializer=args.serializer)
     return Supervisor(config).run()
 
 
@@ -353,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.func is None:
             return int(args.run(args))
         client = client_from_url(args.url, socket_connect_timeout=3, socket_timeout=30)
-        tracker = Tracker(client, args.namespace, shards=args.shards)
+        tracker = Tracker(client, args.namespace, shards=args.shards, serializer=args.serializer)
         try:
             return int(args.func(args, tracker))
         finally:

@@ -12,7 +12,6 @@ shard, so every call about one task is still one round trip to one slot.
 
 from __future__ import annotations
 
-import math
 import secrets
 import time
 from collections.abc import Iterable, Sequence
@@ -22,11 +21,11 @@ from redis.cluster import RedisCluster
 
 from . import validate
 from .connection import client_from_url, warn_if_evicting
-from .errors import Code, InvalidInput, QueueEmpty, RedisATPError, error_for_code
-from .keys import Keys, check_text
+from .errors import Code, InvalidInput, QueueEmpty, QueueFull, RedisATPError, error_for_code
+from .keys import DEFAULT_QUEUE_LIMIT, Keys, check_text
 from .models import LogRecord, StartedTask, TaskType, parse_record
 from .scripts import Call, ScriptRunner, run_many
-from .serialization import pack_input, pack_response, unpack_input, unpack_response
+from .serialization import pack_response, serializer_named, unpack_response
 from .status import Status
 from .taskstatus import TaskStatus
 from .validate import Handler
@@ -46,6 +45,10 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8")
 
 
+def _is_async(client: Any) -> bool:
+    return type(client).__module__.startswith("redis.asyncio")
+
+
 def _token_base() -> int:
     """Random fencing tokens for a claim: 50 bits, so base + count stays exact in Lua."""
     return secrets.randbits(50)
@@ -55,16 +58,22 @@ class Tracker:
     """The process tracker on one Redis namespace.
 
     Args:
-        redis_client: any redis-py client (``redis.Redis``, a Sentinel ``master_for``
-            client, ``redis.cluster.RedisCluster``) with ``decode_responses=False``.
+        redis_client: a redis-py client (``redis.Redis``, a Sentinel ``master_for``
+            client, ``redis.cluster.RedisCluster``) with ``decode_responses=False``;
+            for asyncio, see ``redis_atp.aio``.
         namespace: keys live under ``atp:{namespace}:`` (see :mod:`redis_atp.keys`).
-        max_queue_size: ``enqueue_task`` raises :class:`QueueFull` once the queue holds
-            this many tasks (``<= 0``: no limit). It is this producer's setting: give
-            every producer of a namespace the same. Sharded, each shard holds at most
-            ``ceil(max_queue_size / shards)``.
+        max_queue_size: the namespace's queue limit, kept in Redis and enforced by the
+            enqueue script for every producer alike (``<= 0``: no limit). ``None``: leave
+            it as it is (the seed's 64 from the first registration on); a number sets
+            it for everyone on this tracker's first call. Sharded, each shard holds at
+            most ``ceil(max_queue_size / shards)``.
         shards: hash tags the namespace spreads over (1: one slot). Every client of a
             namespace must use the same number; the namespace records it.
-        max_input_bytes: largest msgpack-encoded input accepted.
+        serializer: ``"msgpack"`` (default: reading a task never runs code) or
+            ``"pickle"`` (trusted deployments whose inputs are arbitrary Python
+            objects). The namespace records it at its first registration; a tracker
+            with another one is refused.
+        max_input_bytes: largest encoded input accepted.
         max_response_bytes: largest response accepted.
         max_log_records: log records kept per task; older ones are dropped.
     """
@@ -73,9 +82,10 @@ class Tracker:
         self,
         redis_client: Any,
         namespace: str = "atp",
-        max_queue_size: int = 64,
+        max_queue_size: int | None = None,
         *,
         shards: int = 1,
+        serializer: str = "msgpack",
         max_input_bytes: int = 1 << 20,
         max_response_bytes: int = 16 << 20,
         max_log_records: int = 100,
@@ -84,19 +94,22 @@ class Tracker:
         if kwargs.get("decode_responses"):
             raise InvalidInput("redis-atp needs a client with decode_responses=False (inputs are binary)")
         for name, value in (("max_input_bytes", max_input_bytes), ("max_response_bytes", max_response_bytes),
-                            ("max_log_records", max_log_records), ("max_queue_size", max_queue_size),
-                            ("shards", shards)):
+                            ("max_log_records", max_log_records), ("shards", shards),
+                            ("max_queue_size", 0 if max_queue_size is None else max_queue_size)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidInput(f"{name} must be an int, not {value!r:.80}")
         if max_log_records < 1 or max_input_bytes < 1 or max_response_bytes < 1 or not 1 <= shards <= 1024:
             raise InvalidInput("max_log_records, max_input_bytes and max_response_bytes must be positive, "
                                "and shards 1-1024")
+        if _is_async(redis_client):
+            raise InvalidInput("Tracker needs a synchronous redis-py client; this one is from redis.asyncio")
         self.client = redis_client
         self.namespace = namespace
         self.shards = shards
         self.shard_keys = [Keys(namespace, i) for i in range(shards)]
         self.keys = self.shard_keys[0]
-        self.max_queue_size = max_queue_size
+        self.serializer = serializer_named(serializer)
+        self._limit_to_set = max_queue_size
         self.max_input_bytes = max_input_bytes
         self.max_response_bytes = max_response_bytes
         self.max_log_records = max_log_records
@@ -108,7 +121,7 @@ class Tracker:
 
     @classmethod
     def from_url(cls, url: str = "redis://127.0.0.1:6379/0", namespace: str = "atp",
-                 max_queue_size: int = 64, **options: Any) -> Tracker:
+                 max_queue_size: int | None = None, **options: Any) -> Tracker:
         """A tracker on a new client for ``url``: ``redis://``, ``rediss://``, ``unix://``,
         ``redis+cluster://host:port[,…]`` or ``redis+sentinel://host:port[,…]/service``
         (see :mod:`redis_atp.connection`)."""
@@ -129,28 +142,42 @@ class Tracker:
 
     def __repr__(self) -> str:
         shards = f" shards={self.shards}" if self.shards > 1 else ""
-        return f"<Tracker namespace={self.namespace!r} max_queue_size={self.max_queue_size}{shards}>"
+        return f"<Tracker namespace={self.namespace!r}{shards}>"
 
     # ------------------------------------------------------------------ plumbing
     def _check_server(self, registering: bool = False) -> None:
-        """Once per tracker: the eviction warning, and that the namespace has as many
-        shards as this tracker. A sharded namespace records its count when its first
-        type is registered; one without the record has one shard."""
+        """Once per tracker: the eviction warning, that the namespace has this tracker's
+        shard count and serializer, and the queue limit it was given. The namespace
+        records them at its first registration; one without the record has one shard
+        and msgpack (registered before these were recorded)."""
         if self._checked:
             return
         warn_if_evicting(self.client)
-        stored = self.client.hget(self.keys.config, "shards")
-        if stored is None and self.shards > 1:
-            if not registering:
-                return  # nothing registered yet: check again on the next call
-            if self.client.hlen(self.keys.types):
+        config = self.keys.config
+        shards, serializer = self.client.hmget(config, "shards", "serializer")
+        if registering and serializer is None:
+            if shards is None and self.shards > 1 and self.client.hlen(self.keys.types):
                 raise InvalidInput(f"namespace {self.namespace!r} already has task types with shards=1")
-            self.client.hsetnx(self.keys.config, "shards", self.shards)
-            stored = self.client.hget(self.keys.config, "shards")
-        if int(stored or 1) != self.shards:
-            raise InvalidInput(f"namespace {self.namespace!r} has {int(stored or 1)} shards; this tracker "
+            pipe = self.client.pipeline(transaction=False)
+            for keys in self.shard_keys:
+                pipe.hsetnx(keys.config, "serializer", self.serializer.name)
+                pipe.hsetnx(keys.config, "max_queue_size", DEFAULT_QUEUE_LIMIT)
+            if self.shards > 1:
+                pipe.hsetnx(config, "shards", self.shards)
+            pipe.execute()
+            shards, serializer = self.client.hmget(config, "shards", "serializer")
+        elif shards is None and serializer is None and not self.client.hlen(self.keys.types):
+            return  # nothing registered yet: check again on the next call
+        if int(shards or 1) != self.shards:
+            raise InvalidInput(f"namespace {self.namespace!r} has {int(shards or 1)} shards; this tracker "
                                f"was created with shards={self.shards}")
+        stored = serializer.decode() if serializer else "msgpack"
+        if stored != self.serializer.name:
+            raise InvalidInput(f"namespace {self.namespace!r} stores inputs with {stored}; this tracker was "
+                               f"created with serializer={self.serializer.name!r} (workers: --serializer {stored})")
         self._checked = True
+        if self._limit_to_set is not None:
+            self.set_max_queue_size(self._limit_to_set)
 
     def _call(self, name: str, *args: Any, shard: int = 0, extra_keys: tuple[str, ...] = ()) -> Any:
         self._check_server()
@@ -261,29 +288,45 @@ class Tracker:
         return sum(int(n or 0) for n in self._pipeline_each_shard("GET", key="queued"))
 
     def get_max_queue_size(self) -> int:
-        """The queue limit ``enqueue_task`` enforces (``<= 0``: none)."""
-        return self.max_queue_size
+        """The namespace's queue limit, which the enqueue script enforces (``<= 0``: none)."""
+        self._check_server()
+        stored = self.client.hget(self.keys.config, "max_queue_size")
+        return DEFAULT_QUEUE_LIMIT if stored is None else int(stored)
 
-    def _shard_limit(self) -> int:
-        return self.max_queue_size if self.max_queue_size <= 0 else math.ceil(self.max_queue_size / self.shards)
+    def set_max_queue_size(self, limit: int) -> None:
+        """Set the namespace's queue limit for every producer (``<= 0``: no limit)."""
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise InvalidInput(f"max_queue_size must be an int, not {limit!r:.80}")
+        pipe = self.client.pipeline(transaction=False)
+        for keys in self.shard_keys:
+            pipe.hset(keys.config, "max_queue_size", limit)
+        pipe.execute()
+
+    def _refusal(self, code: int, subject: str, limit: int, size: int) -> RedisATPError:
+        if code == Code.QUEUE_FULL:
+            where = "" if self.shards == 1 else f" on this task's shard (of {self.shards})"
+            return QueueFull(f"{subject}: the queue is full: {size} tasks waiting{where}, limit {limit}")
+        return error_for_code(code, subject)
 
     def enqueue_task(self, type: str, identifier: str, input: Any, message: str = "") -> int:
         """Create a task (ACCEPTED) at the tail of the queue; returns its new id (script ``enqueue``).
 
-        The size check, the task, its first log record and its queue entry are one
-        atomic step, so the limit holds under any number of producers.
+        The size check against the namespace's limit, the task, its first log record
+        and its queue entry are one atomic step, so the limit holds under any number of
+        producers.
 
         Raises:
-            QueueFull: the queue holds ``max_queue_size`` tasks.
+            QueueFull: the queue holds ``get_max_queue_size()`` tasks (the error says both).
             TaskTypeNotFound: the type is not registered.
             DuplicateTask: a task with this ``(type, identifier)`` exists.
-            InvalidInput: bad identifier, or an input msgpack cannot encode or too large.
+            InvalidInput: bad identifier, or an input the serializer cannot store, or too large.
         """
         args = self._task_args(type, identifier, input, message)
         shard = Keys.shard_of(args[2], self.shards)
-        result = self._call("enqueue", self._shard_limit(), 1, *args, shard=shard)[0]
+        result, limit, size = self._call("enqueue", 1, *args, shard=shard,
+                                         extra_keys=(self.shard_keys[shard].config,))
         if result < 0:
-            raise error_for_code(result, f"task {type!r}::{identifier!r}")
+            raise self._refusal(result, f"task {type!r}::{identifier!r}", limit, size)
         return int(result)
 
     def enqueue_many(self, tasks: Iterable[Sequence[Any]], *, chunk: int = 1000) -> list[int | RedisATPError]:
@@ -293,8 +336,8 @@ class Tracker:
         message)``. Each task is checked and created on its own, with the same
         guarantees as :meth:`enqueue_task`; the result has, per task in order, its
         new id or the error that refused it (:class:`QueueFull`, :class:`DuplicateTask`,
-        :class:`TaskTypeNotFound`). Every input is validated before anything is
-        sent: one bad input raises :class:`InvalidInput` and nothing is written.
+        :class:`TaskTypeNotFound`): check them. Every input is validated before anything
+        is sent: one bad input raises :class:`InvalidInput` and nothing is written.
         """
         items = list(tasks)
         by_shard: dict[int, list[tuple[int, list[Any]]]] = {}
@@ -303,24 +346,26 @@ class Tracker:
                 raise InvalidInput("each task is (type, identifier, input[, message])")
             args = self._task_args(*item)
             by_shard.setdefault(Keys.shard_of(args[2], self.shards), []).append((i, args))
-        step, limit = max(1, chunk), self._shard_limit()
+        step = max(1, chunk)
         calls: list[Call] = []
         order: list[list[int]] = []
         for shard, entries in by_shard.items():
             for start in range(0, len(entries), step):
                 part = entries[start:start + step]
-                calls.append((self._runs[shard], "enqueue", (limit, len(part), *(a for _, args in part for a in args))))
+                calls.append((self._runs[shard], "enqueue", (len(part), *(a for _, args in part for a in args)),
+                              (self.shard_keys[shard].config,)))
                 order.append([i for i, _ in part])
         results: list[int | RedisATPError] = [0] * len(items)
         for indices, reply in zip(order, self._many(calls), strict=True):
-            for i, r in zip(indices, reply, strict=True):
-                results[i] = r if r > 0 else error_for_code(r, f"task {items[i][0]!r}::{items[i][1]!r}")
+            limit, size = reply[-2:]
+            for i, r in zip(indices, reply, strict=False):
+                results[i] = r if r > 0 else self._refusal(r, f"task {items[i][0]!r}::{items[i][1]!r}", limit, size)
         return results
 
     def _task_args(self, type: str, identifier: str, input: Any, message: str = "") -> list[Any]:
         tname = check_text("task type", type)
         ident = check_text("identifier", identifier)
-        return [tname, ident, Keys.task_digest(tname, ident), pack_input(input, self.max_input_bytes),
+        return [tname, ident, Keys.task_digest(tname, ident), self.serializer.pack(input, self.max_input_bytes),
                 validate.message(message)]
 
     def reenqueue_task(self, task_id: int, message: str = "", *, token: int | None = None) -> None:
@@ -426,8 +471,7 @@ class Tracker:
 
     def _started(self, reply: list[Any]) -> list[StartedTask]:
         return [StartedTask(TaskStatus(int(reply[i]), tracker=self, token=int(reply[i + 1])),
-                            _text(reply[i + 2]), _text(reply[i + 3]), _text(reply[i + 4]),
-                            unpack_input(reply[i + 5]))
+                            _text(reply[i + 2]), _text(reply[i + 3]), _text(reply[i + 4]), reply[i + 5])
                 for i in range(0, len(reply), 6)]
 
     def _dequeue(self, server_id: str, message: str, count: int, timeout: float | None,
@@ -455,6 +499,17 @@ class Tracker:
                 raise QueueEmpty("the task queue is empty")
             self.wait_for_work(remaining)
 
+    def _decode_input(self, raw: bytes | None, fallback: bool = False) -> Any:
+        """A stored input, decoded; one that cannot be (written by hand, or by another
+        version) is :class:`InvalidInput`, or with ``fallback`` its raw bytes."""
+        try:
+            return self.serializer.unpack(raw)
+        except Exception as exc:  # noqa: BLE001 - any decoder failure means the same
+            if fallback:
+                return raw
+            raise InvalidInput(f"the stored input cannot be decoded with {self.serializer.name}: "
+                               f"{type(exc).__name__}: {exc}") from None
+
     # ------------------------------------------------------------------ status changes
     def start_task(self, task_id: int, message: str = "", *,
                    token: int | None = None) -> tuple[str, str, str, Any]:
@@ -469,7 +524,7 @@ class Tracker:
         t, ident, handler, raw = self._checked_call(
             f"task {tid}", "start", tid, validate.token(token), validate.message(message),
             shard=self._shard_of_id(tid))
-        return (_text(t), _text(ident), _text(handler), unpack_input(raw))
+        return (_text(t), _text(ident), _text(handler), self._decode_input(raw))
 
     def _finish(self, task_id: int, status: Status, message: str, token: int | None,
                 if_unfinished: bool = False) -> bool:
@@ -577,7 +632,7 @@ class Tracker:
 
     def get_task_input(self, task_id: int) -> Any:
         """The decoded input of a task. Raises :class:`TaskNotFound`."""
-        return unpack_input(self._read(task_id, "input")[0])
+        return self._decode_input(self._read(task_id, "input")[0])
 
     def describe_task(self, task_id: int) -> dict[str, Any]:
         """Everything about one task, for operators (``redis-atp show``)."""
@@ -591,7 +646,7 @@ class Tracker:
             "ttl_ms": int(v[8]) if int(v[8]) >= 0 else None,
             "deadline_ms": int(v[9]) if v[9] else None,
             "response_bytes": int(v[10]), "mime_type": _text(v[11]) or None,
-            "input": unpack_input(v[12]),
+            "input": self._decode_input(v[12], fallback=True),
             "log": [parse_record(r) for r in v[13:] if r],
             "key": self.shard_keys[self._shard_of_id(int(v[0]))].task(Keys.task_digest(v[1], v[2])),
         }

@@ -14,7 +14,10 @@ key                             type    contents
 ==============================  ======  ===================================================
 ``atp:{NS}:seq``                string  last task sequence number of the shard; task id =
                                         seq * S + shard (ids are never reused)
-``atp:{NS}:config``             hash    ``shards``: the namespace's shard count
+``atp:{NS}:config``             hash    settings recorded at the first registration, on every
+                                        shard: ``serializer`` (msgpack or pickle),
+                                        ``max_queue_size`` (the limit, for every producer);
+                                        shard 0: ``shards`` (absent: 1)
 ``atp:{NS}:queue``              list    ACCEPTED tasks, oldest first (``RPUSH``/``LPOP``): the
                                         task id, plus ``:<nq>`` from a task's second time in
                                         the queue on; a task that left it early (cancelled,
@@ -74,10 +77,13 @@ from functools import lru_cache
 
 from .errors import InvalidInput
 
-__all__ = ["Keys", "IDS_PER_BUCKET", "check_text"]
+__all__ = ["Keys", "IDS_PER_BUCKET", "DEFAULT_QUEUE_LIMIT", "check_text"]
 
 #: Task ids per id-bucket hash (``atp:{NS}:ids:<id // 100>``); the Lua prelude gets it too.
 IDS_PER_BUCKET = 100
+#: The queue limit a namespace's first registration records (the seed's MAX_QUEUE_SIZE);
+#: the scripts apply it to a namespace that has none recorded.
+DEFAULT_QUEUE_LIMIT = 64
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 #: Longest type name, identifier or server id, in UTF-8 bytes.
@@ -85,11 +91,16 @@ MAX_TEXT_BYTES = 4096
 
 
 def check_text(what: str, value: object) -> bytes:
-    """Validate a type name, identifier or server id and return its UTF-8 bytes.
+    """Validate a type name, identifier or server id and return its UTF-8 bytes. An
+    ``int`` stands for ``str(value)``, as the seed's database fields stored it (its
+    daemon's server id is a random 64-bit integer).
 
     Raises:
-        InvalidInput: not a non-empty ``str``, not encodable, or longer than 4096 bytes.
+        InvalidInput: not a non-empty ``str`` or an ``int``, not encodable, or longer
+        than 4096 bytes.
     """
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{what} must be a non-empty str, not {value!r:.80}")
     try:

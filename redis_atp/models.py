@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .status import Status
-from .taskstatus import TaskStatus
 
-__all__ = ["TaskType", "StartedTask", "LogRecord", "parse_record", "unpack_fields"]
+if TYPE_CHECKING:
+    from .taskstatus import TaskStatus
+
+__all__ = ["TaskType", "StartedTask", "LogRecord", "parse_record"]
 
 #: ``(time, (code, name), message)``, as ``getTaskLog`` returns them.
 LogRecord = tuple[datetime, tuple[Status, str], str]
@@ -31,13 +33,21 @@ class TaskType:
 
 @dataclass(frozen=True)
 class StartedTask:
-    """A task claimed and started in one call (``Tracker.claim_started``, ``Tracker.advance``)."""
+    """A task claimed and started in one call (``Tracker.claim_started``, ``Tracker.advance``).
+
+    ``input`` decodes ``raw_input`` with the tracker's serializer on each access, so a
+    task whose stored input cannot be decoded still arrives, and fails on its own.
+    """
 
     status: TaskStatus
     type: str
     identifier: str
     handler: str
-    input: Any
+    raw_input: bytes | None
+
+    @property
+    def input(self) -> Any:
+        return self.status.tracker.serializer.unpack(self.raw_input)
 
 
 def parse_record(raw: bytes) -> LogRecord:
@@ -46,15 +56,4 @@ def parse_record(raw: bytes) -> LogRecord:
     secs, _, ms = stamp.partition(b".")
     when = datetime.fromtimestamp(int(secs), timezone.utc) + timedelta(milliseconds=int(ms or 0))
     status = Status(int(code))
-    return (when, (status, status.name), message.decode("utf-8"))
-
-
-def unpack_fields(raw: bytes) -> list[bytes]:
-    """The fields of a hand-off, stored length-prefixed: ``<len>:<bytes>`` each."""
-    fields, pos = [], 0
-    while pos < len(raw):
-        colon = raw.index(b":", pos)
-        end = colon + 1 + int(raw[pos:colon])
-        fields.append(raw[colon + 1:end])
-        pos = end
-    return fields
+    return (when, (status, status.name), message.decode("utf-8", "replace"))

@@ -1,37 +1,96 @@
-"""Task inputs as msgpack (never pickle: reading a task never runs code), and
-responses stored as given (``str`` or ``bytes``) with their type remembered."""
+"""Task inputs: msgpack by default (reading a task never runs code), pickle on
+explicit opt-in; responses stored as given (``str`` or ``bytes``) with their type
+remembered.
+
+A namespace records its serializer at its first registration, and a tracker or
+worker with another one is refused (see ``Tracker``), so a worker never unpickles
+unless it was started with ``--serializer pickle``: with pickle, whoever can write
+to Redis can run code on the workers.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import pickle
+from typing import Any, Protocol
 
 import msgpack
 
 from .errors import InvalidInput
 
-__all__ = ["pack_input", "unpack_input", "pack_response", "unpack_response"]
+__all__ = ["Serializer", "MSGPACK", "PICKLE", "SERIALIZERS", "serializer_named", "pack_response",
+           "unpack_response"]
 
 
-def pack_input(value: Any, limit: int) -> bytes:
-    """Encode a task input; msgpack keeps dicts, lists, str, bytes, numbers, bools, None.
+class Serializer(Protocol):
+    """Encodes task inputs for Redis and decodes them back."""
 
-    Tuples come back as lists. Raises :class:`InvalidInput` if msgpack cannot encode
-    the value or the encoding is longer than ``limit`` bytes.
-    """
-    try:
-        raw: bytes = msgpack.packb(value, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise InvalidInput(f"the task input cannot be encoded with msgpack: {exc}") from None
+    name: str
+
+    def pack(self, value: Any, limit: int) -> bytes:
+        """The stored form of ``value``. Raises :class:`InvalidInput` if it cannot be
+        encoded, would not decode back, or is longer than ``limit`` bytes."""
+        ...
+
+    def unpack(self, raw: bytes | None) -> Any:
+        """The value stored by :meth:`pack` (``None`` for a missing input)."""
+        ...
+
+
+def _check_size(raw: bytes, limit: int) -> bytes:
     if len(raw) > limit:
         raise InvalidInput(f"the task input is {len(raw)} bytes encoded; the limit is {limit}")
     return raw
 
 
-def unpack_input(raw: bytes | None) -> Any:
-    """Decode a task input stored by :func:`pack_input`."""
-    if raw is None:
-        return None
-    return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+class _Msgpack:
+    """dicts, lists, str, bytes, numbers, bools, None; tuples come back as lists."""
+
+    name = "msgpack"
+
+    def pack(self, value: Any, limit: int) -> bytes:
+        try:
+            raw: bytes = msgpack.packb(value, use_bin_type=True)
+            self.unpack(raw)  # what msgpack writes but cannot read back (a dict with tuple keys)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidInput(f"the task input cannot be stored with msgpack: {exc} "
+                               "(use plain data, or serializer='pickle' for Python objects)") from None
+        return _check_size(raw, limit)
+
+    def unpack(self, raw: bytes | None) -> Any:
+        if raw is None:
+            return None
+        return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+
+
+class _Pickle:
+    """Any picklable Python object, given back equal and of the same type."""
+
+    name = "pickle"
+
+    def pack(self, value: Any, limit: int) -> bytes:
+        try:
+            raw = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError, ValueError, RecursionError) as exc:
+            raise InvalidInput(f"the task input cannot be pickled: {exc}") from None
+        return _check_size(raw, limit)
+
+    def unpack(self, raw: bytes | None) -> Any:
+        if raw is None:
+            return None
+        return pickle.loads(raw)  # noqa: S301 - opted in: the namespace and this process say pickle
+
+
+MSGPACK: Serializer = _Msgpack()
+PICKLE: Serializer = _Pickle()
+SERIALIZERS: dict[str, Serializer] = {s.name: s for s in (MSGPACK, PICKLE)}
+
+
+def serializer_named(name: str) -> Serializer:
+    """The serializer called ``name`` (``"msgpack"`` or ``"pickle"``)."""
+    try:
+        return SERIALIZERS[name]
+    except (KeyError, TypeError):
+        raise InvalidInput(f"serializer must be one of {sorted(SERIALIZERS)}, not {name!r:.80}") from None
 
 
 def pack_response(response: str | bytes, limit: int) -> tuple[bytes, str]:

@@ -32,6 +32,7 @@ from .errors import (
     TaskTypeInUse,
     TaskTypeNotFound,
 )
+from .keys import DEFAULT_QUEUE_LIMIT
 from .models import LogRecord
 from .status import STATUS2TEXT, TEXT2STATUS, Status
 from .taskstatus import DummyLock, TaskStatus, dbLocker
@@ -52,32 +53,37 @@ __all__ = [
     "TaskTypeInUse",
 ]
 
-#: The queue size limit of the default tracker (seed variable; use ``getMaxQueueSize()``).
-MAX_QUEUE_SIZE = 64
+#: The seed's default queue limit, which a namespace's first registration records; the
+#: limit in force is the namespace's (``getMaxQueueSize()``).
+MAX_QUEUE_SIZE = DEFAULT_QUEUE_LIMIT
 
 _default: Tracker | None = None
 _lock = threading.Lock()
 
 
 def configure(url: str | None = None, namespace: str | None = None,
-              max_queue_size: int | None = None, *, client: Any = None, **options: Any) -> Tracker:
+              max_queue_size: int | None = None, *, client: Any = None, serializer: str | None = None,
+              **options: Any) -> Tracker:
     """Set the default tracker: on ``client`` if given, else on a new client for ``url``.
 
-    Unset arguments come from ``REDIS_ATP_URL`` / ``REDIS_ATP_NAMESPACE`` and the
-    defaults; ``options`` go to :class:`Tracker` (e.g. ``max_input_bytes``).
+    Every argument left out takes its documented default, never a value an earlier
+    ``configure()`` set: ``url`` and ``namespace`` from ``REDIS_ATP_URL`` /
+    ``REDIS_ATP_NAMESPACE`` (else ``redis://127.0.0.1:6379/0`` and ``atp``),
+    ``serializer`` from ``REDIS_ATP_SERIALIZER`` (else msgpack), ``max_queue_size``
+    ``None`` (the namespace's limit, kept in Redis). ``options`` go to :class:`Tracker`
+    (e.g. ``max_input_bytes``).
     """
-    global _default, MAX_QUEUE_SIZE
+    global _default
     ns = namespace or os.environ.get("REDIS_ATP_NAMESPACE", "atp")
     options.setdefault("shards", int(os.environ.get("REDIS_ATP_SHARDS", 1)))
-    size = MAX_QUEUE_SIZE if max_queue_size is None else max_queue_size
+    options["serializer"] = serializer or os.environ.get("REDIS_ATP_SERIALIZER", "msgpack")
     if client is not None:
-        tracker = Tracker(client, ns, size, **options)
+        tracker = Tracker(client, ns, max_queue_size, **options)
     else:
         tracker = Tracker.from_url(
-            url or os.environ.get("REDIS_ATP_URL", "redis://127.0.0.1:6379/0"), ns, size, **options)
+            url or os.environ.get("REDIS_ATP_URL", "redis://127.0.0.1:6379/0"), ns, max_queue_size, **options)
     with _lock:
         old, _default = _default, tracker
-        MAX_QUEUE_SIZE = tracker.max_queue_size
     if old is not None:
         old.close()
     return tracker

@@ -60,8 +60,12 @@ def clean_text(value: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def handler_path(handler: Handler) -> str:
-    """A handler's dotted path; a callable is stored as ``module.qualname``."""
+def handler_path(handler: Handler | int) -> str:
+    """A handler's dotted path; a callable is stored as ``module.qualname`` (a
+    staticmethod as ``module.Class.method``, which the worker resolves), an ``int`` as
+    ``str(value)``, as the seed's database field did."""
+    if isinstance(handler, int) and not isinstance(handler, bool):
+        return str(handler)
     if callable(handler) and not isinstance(handler, str):
         module = getattr(handler, "__module__", None)
         path = f"{module}.{getattr(handler, '__qualname__', '')}"

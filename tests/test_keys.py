@@ -34,7 +34,7 @@ def test_full_lifecycle_keys_share_one_slot_and_prefix(tracker: Tracker) -> None
     assert len(keys) > 150 and all(k.startswith(prefix) for k in keys)
     assert {key_slot(k) for k in keys} == {key_slot(prefix + b"queue")}
     kinds = {k[len(prefix):].split(b":")[0] for k in keys}
-    assert kinds == {b"seq", b"queue", b"queued", b"wake", b"types", b"typeseq", b"type", b"t", b"ids",
+    assert kinds == {b"seq", b"config", b"queue", b"queued", b"wake", b"types", b"typeseq", b"type", b"t", b"ids",
                      b"owned"}
 
 

@@ -40,7 +40,7 @@ class SeedFace:
     def __init__(self, tracker: Tracker) -> None:
         self.tracker = tracker
         seed.configure(client=tracker.client, namespace=tracker.namespace,
-                       max_queue_size=tracker.max_queue_size, shards=tracker.shards)
+                       shards=tracker.shards)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(seed, _camel(name))
@@ -109,7 +109,7 @@ def test_register_and_update_type(api: Any, tracker: Tracker) -> None:
     assert [x.name for x in tracker.list_task_types()] == ["render"]
 
 
-@pytest.mark.parametrize("handler", ["", "nodots", "a..b", "1a.b", 42, lambda s, i: None])
+@pytest.mark.parametrize("handler", ["", "nodots", "a..b", "1a.b", 4.2, lambda s, i: None])
 def test_register_rejects_bad_handler(api: Any, tracker: Tracker, handler: Any) -> None:
     with pytest.raises(InvalidInput):
         api.register_task_type("render", handler)

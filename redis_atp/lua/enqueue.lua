@@ -1,22 +1,27 @@
 -- enqueue.lua: create tasks (status ACCEPTED, first log record) at the tail of
--- the queue, each after its own queue-size check; one call takes one task
--- (enqueueTask) or many (enqueue_many), and each task is created whole or not at all.
+-- the queue, each after its own queue-size check against the namespace's limit;
+-- one call takes one task (enqueueTask) or many (enqueue_many), and each task is
+-- created whole or not at all.
 -- While idle workers wait, each new task is handed straight to one (see hand_off).
--- KEYS[1..7], ARGV[1..8]: the common convention (_prelude.lua).
--- arg(1) max queue size (<= 0: no limit)  arg(2) number of tasks N
--- then per task, 5 arguments: type, identifier, task digest, input (msgpack), message
+-- KEYS[1..7], ARGV[1..8]: the common convention (_prelude.lua); also KEYS[8] the
+-- shard's config hash, whose max_queue_size (<= 0: no limit; absent: the seed's
+-- default) is the limit; sharded, a shard holds at most ceil(limit / shards).
+-- arg(1) number of tasks N, then per task, 5 arguments: type, identifier, task
+-- digest, input (encoded), message
 -- Returns one entry per task: its new id, or E_TYPE_NOT_FOUND, E_QUEUE_FULL,
--- E_DUPLICATE, E_COLLISION (another (type, identifier) has the same digest).
-local max_size, n = tonumber(arg(1)), tonumber(arg(2))
+-- E_DUPLICATE, E_COLLISION (another (type, identifier) has the same digest); then
+-- the limit and the shard's queue size after the call.
+local limit = tonumber(redis.call('HGET', KEYS[8], 'max_queue_size') or DEFAULT_QUEUE_LIMIT) or DEFAULT_QUEUE_LIMIT
+local max_size, n = limit > 0 and math.ceil(limit / SHARDS) or 0, tonumber(arg(1))
 local now = now_ms()
 local record = log_record(now, S_ACCEPTED, '')
-local qlen = max_size > 0 and tonumber(redis.call('GET', K_QUEUED) or '0') or 0
+local qlen = tonumber(redis.call('GET', K_QUEUED) or '0')
 local seq = tonumber(redis.call('GET', K_SEQ) or '0')
 local first = seq + 1
 local added, buckets, bucket_order, pushed, out = {}, {}, {}, {}, {}
 local waiters = SHARDS == 1 and redis.call('LLEN', K_WAITERS) > 0
 for i = 1, n do
-  local base = 2 + (i - 1) * 5
+  local base = 1 + (i - 1) * 5
   local name, ident, digest, msg = arg(base + 1), arg(base + 2), arg(base + 3), arg(base + 5)
   local ty = load_type(name)
   if not ty then
@@ -69,4 +74,6 @@ if seq >= first then
   if #pushed > 0 then queued_delta(#pushed) end
   for key, count in pairs(added) do redis.call('HINCRBY', key, 'accepted', count) end
 end
+out[n + 1] = limit
+out[n + 2] = qlen
 return out
