@@ -16,7 +16,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/redis-atp demo
+	$(BIN)/redis-atp demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/pip install -q ruff mypy

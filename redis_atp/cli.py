@@ -8,8 +8,10 @@ refused / Redis unreachable, 2 usage (bad arguments or input).
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -19,11 +21,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 import redis
+from redis.exceptions import RedisClusterException
+from redis.sentinel import MasterNotFoundError
 
 from .client import Tracker
 from .connection import client_from_url
 from .errors import InvalidInput, RedisATPError
 from .fleet import Fleet
+from .keys import Keys, check_text
 from .worker import Supervisor, WorkerConfig, mask_url
 
 __all__ = ["main"]
@@ -33,6 +38,15 @@ COUNTS = ("accepted", "scheduled", "running", "paused", "finished_total", "faile
 
 class UsageError(Exception):
     """Bad arguments the parser could not catch (exit code 2)."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("redis-atp")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _env_list(name: str) -> list[str]:
@@ -74,7 +88,8 @@ def _task_ref(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = argparse.ArgumentParser(prog="redis-atp", description="Redis-backed asynchronous task tracker")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"redis-atp {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
 
     def cmd(name: str, func: Callable[[argparse.Namespace, Tracker], Any], text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=text, description=text)
@@ -83,26 +98,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmd("info", cmd_info, "queue, tasks per type and status, overdue tasks, live workers")
     conf = cmd("config", cmd_config, "show or change the namespace's settings, kept in Redis")
-    csub = conf.add_subparsers(dest="action", metavar="ACTION")
+    csub = conf.add_subparsers(dest="action", metavar="ACTION", help="get (the default) or set")
     cset = csub.add_parser("set", parents=[common], help="change a setting for every client of the namespace")
     cset.add_argument("setting", choices=["max-queue-size"], help="max-queue-size: the queue limit (<= 0: none)")
-    cset.add_argument("value", type=int)
+    cset.add_argument("value", type=int, help="the new value")
     csub.add_parser("get", parents=[common], help="show the settings (the default action)")
     types = cmd("types", cmd_types, "list task types; register or unregister one")
-    tsub = types.add_subparsers(dest="action", metavar="ACTION")
-    reg = tsub.add_parser("register", parents=[common], help="create or update a task type")
-    reg.add_argument("type")
-    reg.add_argument("handler", help="dotted path package.module.function")
-    reg.add_argument("--timeout", type=float, default=3600, help="seconds without a status change (default 3600)")
-    reg.add_argument("--timeret", type=float, default=-1, help="seconds finished tasks are kept (default: forever)")
-    reg.add_argument("--maxrestart", type=int, default=2, help="re-enqueues after a time-out or crash (default 2)")
+    tsub = types.add_subparsers(dest="action", metavar="ACTION", help="register or unregister (default: list)")
+    reg = tsub.add_parser("register", parents=[common], help="create a task type, or change what is given of one",
+                          description="Create a task type, or change the settings given of an existing one "
+                                      "(the others keep their values).")
+    reg.add_argument("type", help="task type name")
+    reg.add_argument("handler", nargs="?", help="dotted path package.module.function (required for a new type)")
+    reg.add_argument("--timeout", type=float, help="seconds without a status change (new types: 3600)")
+    reg.add_argument("--timeret", type=float, help="seconds finished tasks are kept (new types: -1, forever)")
+    reg.add_argument("--maxrestart", type=int, help="re-enqueues after a time-out or crash (new types: 2)")
     unreg = tsub.add_parser("unregister", parents=[common], help="remove a task type")
-    unreg.add_argument("type")
+    unreg.add_argument("type", help="task type name")
     unreg.add_argument("--force", action="store_true", help="delete the type's tasks too")
     p = cmd("enqueue", cmd_enqueue, "create a task at the tail of the queue")
-    p.add_argument("type")
-    p.add_argument("identifier")
-    p.add_argument("--input", default="null", help="task input as JSON (default: null)")
+    p.add_argument("type", help="task type name")
+    p.add_argument("identifier", help="task identifier, unique within its type")
+    p.add_argument("--input", default="null",
+                   help="task input as JSON (default: null); @FILE reads it from a file, - from stdin")
     p.add_argument("--message", default="", help="first log message")
     _task_ref(cmd("show", cmd_show, "everything about one task, with its full log"))
     p = cmd("response", cmd_response, "print (or save) a task's response")
@@ -110,12 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write the response to this file")
     p = cmd("requeue", cmd_requeue, "put a task back in the queue (an operator's re-run)")
     _task_ref(p)
-    p.add_argument("--message", default="requeued by operator")
+    p.add_argument("--message", default="requeued by operator", help="log message (default: requeued by operator)")
     _task_ref(cmd("delete", cmd_delete, "delete a task and every key of it"))
+    p = cmd("key", cmd_key, "the Redis key names of a task, for redis-cli")
+    p.add_argument("type", help="task type name")
+    p.add_argument("identifier", help="task identifier")
     cmd("zombies", cmd_zombies, "re-enqueue (or fail) overdue tasks now; list what moved")
     cmd("retire", cmd_retire, "remove finished tasks past their retention; list them")
 
-    w = sub.add_parser("worker", parents=[common], help="run a supervisor and N worker processes")
+    w = sub.add_parser("worker", parents=[common], help="run a supervisor and N worker processes",
+                       description="Run a supervisor and N worker processes that claim, run and end tasks "
+                                   "(the seed's ATPD). SIGINT/SIGTERM: warm shutdown; a second one: cold.")
     w.add_argument("-n", "--processes", type=_positive(int), default=os.cpu_count() or 1,
                    help="worker processes (default: CPU count)")
     w.add_argument("--threads", type=_positive(int), default=1, help="handlers at once per process (default 1)")
@@ -129,10 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds without a heartbeat before a worker's tasks are recovered (default 10)")
     w.add_argument("--wait-for-redis", type=float, default=0.0, metavar="SECONDS",
                    help="wait up to SECONDS for Redis at start (default: fail at once)")
-    w.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    w.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="INFO logs one line per task start and end (default INFO)")
     w.set_defaults(func=None, run=cmd_worker)
 
-    d = sub.add_parser("demo", help="run a demo fleet on an embedded (or given) Redis")
+    d = sub.add_parser("demo", help="run a demo fleet on an embedded (or given) Redis",
+                       description="Run a 2-process fleet on 2,000 demo tasks, on an embedded Redis unless "
+                                   "--url or $REDIS_ATP_URL names one, and print a summary.")
     d.add_argument("--url", default=os.environ.get("REDIS_ATP_URL"),
                    help="Redis to use (default: $REDIS_ATP_URL, else an embedded one)")
     d.add_argument("--namespace", default="demo", help="namespace (default: demo)")
@@ -148,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------- output helpers
 def _out(args: argparse.Namespace, data: Any, text: Callable[[], str]) -> int:
-    print(json.dumps(data, indent=2, default=str) if args.json else text())
+    print(json.dumps(data, indent=2, default=str, allow_nan=False) if args.json else text())
     return 0
 
 
@@ -158,6 +184,29 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
              for r in cells]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _esc(text: object) -> str:
+    """Text for a terminal: control characters (newlines in an identifier, ESC) shown
+    escaped, so a hostile name cannot rewrite the screen or fake a line."""
+    t = str(text)
+    return t if t.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in t)
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as JSON can hold it, unambiguously: bytes as ``{"$bytes": base64}``,
+    tuples and sets as lists, anything else JSON lacks as ``{"$repr": repr}``."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"$repr": repr(value)}
+    if isinstance(value, (bytes, bytearray)):
+        return {"$bytes": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else repr(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    return {"$repr": repr(value)}
 
 
 def _when(ts: datetime | float) -> str:
@@ -201,15 +250,15 @@ def cmd_info(args: argparse.Namespace, tracker: Tracker) -> int:
             out.append(_table([[s["shard"], s["prefix"], s["queue"], s["live"], s["overdue"]] for s in shards],
                               ["SHARD", "PREFIX", "QUEUE", "LIVE", "OVERDUE"]))
             out.append("")
-        rows = [[t.name, *(t.counts[c] for c in COUNTS)] for t in types]
+        rows = [[_esc(t.name), *(t.counts[c] for c in COUNTS)] for t in types]
         out.append(_table(rows, ["TYPE", "ACCEPTED", "SCHEDULED", "RUNNING", "PAUSED", "FINISHED*", "FAILED*"])
                    if rows else "no task types registered")
         if rows:
-            out.append("* transitions ever made into FINISHED/FAILED (finished tasks expire by TTL)")
+            out.append("* runs ever ended FINISHED/FAILED (finished tasks expire by their type's timeret)")
         out.append("")
         wrows = [[w.id, w.host, w.pid, w.threads, ",".join(map(str, w.tasks)) or "-", f"{now - w.beat:.1f}s ago"]
                  for w in workers]
-        out.append(_table(wrows, ["WORKER", "HOST", "PID", "THREADS", "TASKS", "HEARTBEAT"])
+        out.append(_table(wrows, ["WORKER", "HOST", "PID", "THREADS", "TASKS", "LAST SEEN"])
                    if wrows else "no live workers")
         return "\n".join(out)
     return _out(args, data, text)
@@ -226,32 +275,83 @@ def cmd_config(args: argparse.Namespace, tracker: Tracker) -> int:
 
 def cmd_types(args: argparse.Namespace, tracker: Tracker) -> int:
     if args.action == "register":
-        tracker.register_task_type(args.type, args.handler, args.timeout, args.timeret, args.maxrestart)
+        try:
+            old = tracker.get_task_type(args.type)
+            current = {"handler": old.handler, "timeout": old.timeout, "timeret": old.timeret,
+                       "maxrestart": old.maxrestart}
+        except LookupError:
+            if args.handler is None:
+                raise UsageError(f"task type {args.type!r} does not exist: give its HANDLER") from None
+            current = {"timeout": 3600, "timeret": -1, "maxrestart": 2}
+        given = {k: getattr(args, k) for k in ("handler", "timeout", "timeret", "maxrestart")}
+        settings = {**current, **{k: v for k, v in given.items() if v is not None}}
+        tracker.register_task_type(args.type, settings["handler"], settings["timeout"], settings["timeret"],
+                                   settings["maxrestart"])
         t = tracker.get_task_type(args.type)
-        return _out(args, t.__dict__, lambda: f"registered {t.name} -> {t.handler} (timeout {t.timeout:g}s, "
+        return _out(args, t.__dict__, lambda: f"registered {_esc(t.name)} -> {t.handler} (timeout {t.timeout:g}s, "
                                               f"timeret {t.timeret:g}s, maxrestart {t.maxrestart})")
     if args.action == "unregister":
         tracker.unregister_task_type(args.type, args.force)
         return _out(args, {"unregistered": args.type}, lambda: f"unregistered {args.type}")
     types = tracker.list_task_types()
-    rows = [[t.name, t.handler, f"{t.timeout:g}", f"{t.timeret:g}", t.maxrestart] for t in types]
+    rows = [[_esc(t.name), t.handler, f"{t.timeout:g}", f"{t.timeret:g}", t.maxrestart] for t in types]
     return _out(args, [t.__dict__ for t in types],
                 lambda: _table(rows, ["TYPE", "HANDLER", "TIMEOUT", "TIMERET", "MAXRESTART"])
                 if rows else "no task types registered")
 
 
-def cmd_enqueue(args: argparse.Namespace, tracker: Tracker) -> int:
+def _read_input(spec: str) -> Any:
+    """``--input``: JSON text, ``@FILE`` or ``-`` (stdin). Non-finite numbers (``NaN``,
+    ``1e400``) are refused: JSON has none, and ``show --json`` could not print them."""
+    if spec == "-":
+        text = sys.stdin.read()
+    elif spec.startswith("@"):
+        try:
+            with open(spec[1:], encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise UsageError(f"--input {spec}: {exc.strerror}") from None
+    else:
+        text = spec
+
+    def finite(number: str) -> float:
+        value = float(number)
+        if not math.isfinite(value):
+            raise UsageError(f"--input: {number} is not a finite number")
+        return value
+
+    def constant(name: str) -> Any:
+        raise UsageError(f"--input: {name} is not JSON")
+
     try:
-        value = json.loads(args.input)
+        return json.loads(text, parse_float=finite, parse_constant=constant)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--input is not valid JSON: {exc}") from None
-    tid = tracker.enqueue_task(args.type, args.identifier, value, args.message)
-    return _out(args, {"id": tid}, lambda: f"enqueued task {tid} ({args.type}::{args.identifier})")
+
+
+def cmd_enqueue(args: argparse.Namespace, tracker: Tracker) -> int:
+    tid = tracker.enqueue_task(args.type, args.identifier, _read_input(args.input), args.message)
+    return _out(args, {"id": tid}, lambda: f"enqueued task {tid} ({_esc(args.type)}::{_esc(args.identifier)})")
+
+
+def cmd_key(args: argparse.Namespace, tracker: Tracker) -> int:
+    tname, ident = check_text("task type", args.type), check_text("identifier", args.identifier)
+    digest = Keys.task_digest(tname, ident)
+    keys = tracker.shard_keys[Keys.shard_of(digest, tracker.shards)]
+    data: dict[str, Any] = {"task": keys.task(digest), "digest": digest}
+    try:
+        tid = tracker.get_task_id(args.type, args.identifier)
+        data.update(id=tid, id_bucket=keys.ids_bucket(tid, tracker.shards))
+    except LookupError:
+        data.update(id=None, id_bucket=None)
+    return _out(args, data, lambda: "\n".join(f"{k:<10} {v}" for k, v in data.items() if v is not None)
+                + ("" if data["id"] else "\n(no such task now)"))
 
 
 def cmd_show(args: argparse.Namespace, tracker: Tracker) -> int:
     info = tracker.describe_task(_task_id(args, tracker))
     log = info.pop("log")
+    info["input"] = _jsonable(info["input"])
     data = {**info, "log": [{"time": t.isoformat(), "status": s[1], "message": m} for t, s, m in log]}
 
     def text() -> str:
@@ -259,20 +359,21 @@ def cmd_show(args: argparse.Namespace, tracker: Tracker) -> int:
         retention = "kept forever" if info["ttl_ms"] is None else f"expires in {info['ttl_ms'] / 1000:.0f}s"
         response = f"{info['response_bytes']} bytes, {info['mime_type']}" if info["mime_type"] else "none"
         lines = [
-            f"task {info['id']}  {info['type']}::{info['identifier']}",
+            f"task {info['id']}  {_esc(info['type'])}::{_esc(info['identifier'])}",
             f"status     {info['status']} ({info['code']})",
-            f"owner      {info['owner'] or '-'}   run {info['run']}   restarts {info['restarts']}",
+            f"owner      {_esc(info['owner'] or '-')}   run {info['run']}   restarts {info['restarts']}"
+            + (f"   (last run's owner {_esc(info['last_owner'])})" if info["last_owner"] and not info["owner"] else ""),
             f"handler    {info['handler']}",
             f"created    {_when(log[0][0]) if log else '-'}",
             f"updated    {_when(log[-1][0]) if log else '-'}",
             f"deadline   {deadline}",
             f"retention  {retention}",
             f"key        {info['key']}",
-            f"input      {json.dumps(info['input'], default=repr)[:500]}",
+            f"input      {_esc(json.dumps(info['input'])[:500])}",
             f"response   {response}",
             "log",
         ]
-        lines += [f"  {_when(t)}  {s[1]:<9}  {m}" for t, s, m in log]
+        lines += [f"  {_when(t)}  {s[1]:<9}  {_esc(m)}" for t, s, m in log]
         return "\n".join(lines)
     return _out(args, data, text)
 
@@ -282,7 +383,7 @@ def cmd_response(args: argparse.Namespace, tracker: Tracker) -> int:
     t, ident = tracker.get_task_identifier(tid)
     response, mime = tracker.get_task_response(t, ident)
     if response is None:
-        print(f"redis-atp: task {tid} ({t}::{ident}) has no response", file=sys.stderr)
+        print(f"redis-atp: task {tid} ({_esc(t)}::{_esc(ident)}) has no response", file=sys.stderr)
         return 1
     raw = response.encode() if isinstance(response, str) else response
     if args.output:
@@ -313,7 +414,7 @@ def cmd_delete(args: argparse.Namespace, tracker: Tracker) -> int:
 
 def cmd_zombies(args: argparse.Namespace, tracker: Tracker) -> int:
     moved = tracker.reap_zombies()
-    rows = [[tid, f"{t}::{i}", s.name] for tid, t, i, s in moved]
+    rows = [[tid, f"{_esc(t)}::{_esc(i)}", s.name] for tid, t, i, s in moved]
     return _out(args, [{"id": tid, "type": t, "identifier": i, "status": s.name} for tid, t, i, s in moved],
                 lambda: _table(rows, ["ID", "TASK", "NOW"]) if rows else "no overdue tasks")
 
@@ -321,7 +422,7 @@ def cmd_zombies(args: argparse.Namespace, tracker: Tracker) -> int:
 def cmd_retire(args: argparse.Namespace, tracker: Tracker) -> int:
     removed = tracker.delete_retired_tasks()
     return _out(args, [{"id": tid, "task": name} for tid, name in removed],
-                lambda: "\n".join(f"removed {tid} {name}" for tid, name in removed) or "nothing to retire")
+                lambda: "\n".join(f"removed {tid} {_esc(name)}" for tid, name in removed) or "nothing to retire")
 
 
 _PREFIX = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
@@ -345,6 +446,9 @@ def _allow_list(values: Sequence[str]) -> tuple[str, ...]:
 def cmd_worker(args: argparse.Namespace) -> int:
     allow = _allow_list(args.allow)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s [%(process)d] %(message)s")
+    for path in args.path:
+        if not os.path.isdir(path):
+            logging.getLogger(__name__).warning("-p %s: no such directory; handlers will not be found there", path)
     config = WorkerConfig(url=args.url, namespace=args.namespace, shards=args.shards, processes=args.processes,
                           threads=args.threads, paths=tuple(args.path), allow=allow, burst=args.burst,
                           grace=args.grace, heartbeat=args.heartbeat, wait_for_redis=max(0.0, args.wait_for_redis),
@@ -359,9 +463,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- entry point
+def _fail(args: argparse.Namespace | None, code: int, kind: str, message: str) -> int:
+    """Print an error on one line (as JSON on stdout with ``--json``); returns ``code``."""
+    message = " ".join(message.split())
+    if len(message) > 300:
+        message = message[:297] + "..."
+    if args is not None and getattr(args, "json", False):
+        print(json.dumps({"error": {"type": kind, "message": message, "exit_code": code}}))
+    else:
+        print(f"redis-atp: {'error' if kind in ('usage', 'redis') else kind}: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args: argparse.Namespace | None = None
+    where = "Redis"
     try:
         args = build_parser().parse_args(argv)
+        where = f"Redis at {mask_url(args.url)}" if getattr(args, "url", None) else "Redis"
         if args.func is None:
             return int(args.run(args))
         client = client_from_url(args.url, socket_connect_timeout=3, socket_timeout=30)
@@ -371,28 +490,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             client.close()
     except (UsageError, InvalidInput) as exc:
-        print(f"redis-atp: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args, 2, "usage", str(exc))
     except (RedisATPError, LookupError) as exc:
-        print(f"redis-atp: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        print(f"redis-atp: error: cannot reach Redis at {mask_url(args.url)}: {exc}", file=sys.stderr)
-        return 1
+        return _fail(args, 1, type(exc).__name__, str(exc))
+    except (redis.ConnectionError, redis.TimeoutError, RedisClusterException) as exc:
+        return _fail(args, 1, "redis", f"cannot reach {where}: {_reason(exc)}")
     except redis.RedisError as exc:
-        print(f"redis-atp: error: Redis at {mask_url(args.url)} refused: {exc}", file=sys.stderr)
-        return 1
+        return _fail(args, 1, "redis", f"{where} refused: {exc}")
     except ValueError as exc:
-        print(f"redis-atp: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args, 2, "usage", str(exc))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
         if os.environ.get("REDIS_ATP_DEBUG"):
             raise
-        print(f"redis-atp: internal error: {type(exc).__name__}: {exc} (REDIS_ATP_DEBUG=1 shows the traceback)",
-              file=sys.stderr)
-        return 1
+        return _fail(args, 1, "internal error", f"{type(exc).__name__}: {exc} (REDIS_ATP_DEBUG=1 shows the traceback)")
+
+
+def _reason(exc: BaseException) -> str:
+    """A connection error's cause, without the pool reprs redis-py puts in some."""
+    text = str(exc)
+    if isinstance(exc, MasterNotFoundError):
+        return f"no Sentinel answered for the master ({text.split(' ', 1)[0] if text else 'unknown'})"
+    if isinstance(exc, RedisClusterException):
+        return "no cluster node answered"
+    return text
 
 
 if __name__ == "__main__":

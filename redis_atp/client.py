@@ -641,13 +641,14 @@ class Tracker:
         return {
             "id": int(v[0]), "type": _text(v[1]), "identifier": _text(v[2]),
             "status": status.name, "code": int(status),
-            "owner": None if v[4] is None else _text(v[4]),
+            "owner": _text(v[4]) if v[4] is not None and v[13] else None,
+            "last_owner": None if v[4] is None else _text(v[4]),
             "run": int(v[5] or 0), "restarts": int(v[6] or 0), "handler": _text(v[7]),
             "ttl_ms": int(v[8]) if int(v[8]) >= 0 else None,
             "deadline_ms": int(v[9]) if v[9] else None,
             "response_bytes": int(v[10]), "mime_type": _text(v[11]) or None,
             "input": self._decode_input(v[12], fallback=True),
-            "log": [parse_record(r) for r in v[13:] if r],
+            "log": [parse_record(r) for r in v[14:] if r],
             "key": self.shard_keys[self._shard_of_id(int(v[0]))].task(Keys.task_digest(v[1], v[2])),
         }
 

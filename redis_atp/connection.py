@@ -37,9 +37,15 @@ def _hosts(netloc: str, url: str) -> list[tuple[str, int]]:
     return hosts
 
 
+SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "redis+sentinel")
+
+
 def client_from_url(url: str, **options: Any) -> Any:
     """A redis-py client for ``url`` (see the module docstring); ``options`` go to the client."""
-    scheme = url.partition("://")[0].lower()
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme not in SCHEMES:
+        raise InvalidInput(f"Redis URL {url!r:.120} must start with one of "
+                           + ", ".join(f"{s}://" for s in SCHEMES))
     if scheme not in ("redis+cluster", "redis+sentinel"):
         return redis.Redis.from_url(url, **options)
     parts = urlsplit(url)

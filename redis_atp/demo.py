@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 import socket
@@ -87,7 +88,8 @@ def embedded_redis(kind: str) -> Iterator[tuple[str, str]]:
     try:
         url = f"redis://127.0.0.1:{port}/0"
         _wait_ready(url)
-        yield url, f"embedded fakeredis TCP server (port {port}; no redis-server installed)"
+        why = "as asked" if kind == "fakeredis" else "no redis-server installed"
+        yield url, f"embedded fakeredis TCP server (port {port}; {why})"
     finally:
         fake.shutdown()
         fake.server_close()
@@ -108,12 +110,12 @@ def _wait_ready(url: str) -> None:
 def run_demo(url: str | None, namespace: str, tasks: int, processes: int, embedded: str, keep: bool) -> int:
     """Run the demo; returns the exit code."""
     if url:
-        return _run(url, f"Redis at {url}", namespace, tasks, processes, keep=False)
+        return _run(url, f"Redis at {url}", namespace, tasks, processes, keep=False, embedded=False)
     with embedded_redis(embedded) as (eurl, what):
-        return _run(eurl, what, namespace, tasks, processes, keep)
+        return _run(eurl, what, namespace, tasks, processes, keep, embedded=True)
 
 
-def _run(url: str, where: str, namespace: str, tasks: int, processes: int, keep: bool) -> int:
+def _run(url: str, where: str, namespace: str, tasks: int, processes: int, keep: bool, embedded: bool) -> int:
     tracker = Tracker(client_from_url(url), namespace, max_queue_size=0)
     print(f"redis-atp demo: {tasks} tasks, {processes} worker processes, namespace {namespace!r}, {where}")
     if any(t.name == TYPE for t in tracker.list_task_types()):
@@ -133,7 +135,7 @@ def _run(url: str, where: str, namespace: str, tasks: int, processes: int, keep:
         code = fleet.wait(60)
         log.close()
     counts = tracker.get_task_type(TYPE).counts
-    _summary(tracker, namespace, url, counts, tasks, elapsed, code, log.name, keep)
+    _summary(tracker, namespace, url, counts, tasks, elapsed, code, log.name, keep, embedded)
     if keep:
         print("\nthe embedded Redis keeps running; press Ctrl-C to stop it")
         try:
@@ -167,8 +169,18 @@ def _progress(tracker: Tracker, tasks: int, fleet: subprocess.Popen[bytes]) -> f
         last_t, last_done = now, done
 
 
+def _command() -> str:
+    """How to run ``redis-atp`` from here: the name when it is on PATH, else the script
+    beside this interpreter (a venv that is not activated: ``.venv/bin/redis-atp``)."""
+    beside = os.path.join(os.path.dirname(sys.executable), "redis-atp")
+    if shutil.which("redis-atp") == beside or not os.path.exists(beside):
+        return "redis-atp"
+    rel = os.path.relpath(beside)
+    return rel if not rel.startswith("..") else beside
+
+
 def _summary(tracker: Tracker, namespace: str, url: str, counts: dict[str, int], tasks: int, elapsed: float,
-             code: int, log_path: str, keep: bool) -> None:
+             code: int, log_path: str, keep: bool, embedded: bool) -> None:
     finished, failed = counts["finished_total"], counts["failed_total"]
     rows = [("tasks", f"{tasks}"), ("finished", f"{finished}"), ("failed", f"{failed} (multiples of 97, by design)"),
             ("wall time", f"{elapsed:.2f}s"), ("throughput", f"{(finished + failed) / elapsed:.0f} tasks/s"),
@@ -179,15 +191,18 @@ def _summary(tracker: Tracker, namespace: str, url: str, counts: dict[str, int],
         print(f"  {k:<16} {v}")
     sample = "item-97" if tasks >= 97 else "item-1"
     key = tracker.describe_task(tracker.get_task_id(TYPE, sample))["key"]
-    print(f"\n$ redis-atp show {TYPE} {sample}")
-    from .cli import main
-
-    main(["show", TYPE, sample, "--url", url, "--namespace", namespace])
+    cli = _command()
+    print(f"\n$ {cli} show {TYPE} {sample}", flush=True)
+    subprocess.run([sys.executable, "-m", "redis_atp", "show", TYPE, sample, "--url", url, "--namespace", namespace])
     port_host = url.split("//", 1)[1].split("/", 1)[0]
     host, _, port = port_host.rpartition(":")
-    print("\ninspect the result" + ("" if keep else " (while this Redis runs; --keep keeps an embedded one)") + ":")
-    print(f"  redis-atp show {TYPE} {sample} --url {url} --namespace {namespace}")
-    print(f"  redis-atp info --url {url} --namespace {namespace}")
+    if embedded and not keep:
+        print("\nthe embedded Redis stops with the demo; to inspect the result with the commands below, "
+              "run the demo with --keep (make demo DEMO_ARGS=--keep) and use a second terminal:")
+    else:
+        print("\ninspect the result:")
+    print(f"  {cli} show {TYPE} {sample} --url {url} --namespace {namespace}")
+    print(f"  {cli} info --url {url} --namespace {namespace}")
     print(f"  redis-cli -h {host} -p {port} HGETALL '{key}'")
     type_key = tracker.keys.type(int(tracker.client.hget(tracker.keys.types, TYPE) or 0))
     print(f"  redis-cli -h {host} -p {port} HGETALL '{type_key}'")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,7 +50,8 @@ def test_types_enqueue_show_lifecycle(cli: Any, real_tracker: Tracker) -> None:
     run.setSuccess("done")
     r = cli("show", "render", "job 1")
     assert r.returncode == 0
-    for line in ("task 1  render::job 1", "status     FINISHED (5)", "owner      w   run 1   restarts 0",
+    for line in ("task 1  render::job 1", "status     FINISHED (5)",
+                 "owner      -   run 1   restarts 0   (last run's owner w)",
                  'input      {"scale": 2}', "response   5 bytes, text/xml", "retention  expires in"):
         assert line in r.stdout
     assert "ACCEPTED   from the cli" in r.stdout and "FINISHED   done" in r.stdout
@@ -163,7 +165,8 @@ def test_demo_on_a_given_redis(redis_url: str, namespace: str) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"redis-atp demo: 200 tasks, 2 worker processes, namespace '{namespace}', Redis at {redis_url}" in r.stdout
     assert "finished         198" in r.stdout and "failed           2 (multiples of 97" in r.stdout
-    assert "$ redis-atp show demo item-97" in r.stdout and "FAILED     ValueError: 97 is a multiple" in r.stdout
+    assert re.search(r"^\$ \S*redis-atp show demo item-97$", r.stdout, re.M)  # as this user can run it
+    assert "FAILED     ValueError: 97 is a multiple" in r.stdout
     assert f"redis-cli -h 127.0.0.1 -p {redis_url.rsplit(':', 1)[1].split('/')[0]} HGETALL" in r.stdout
     t = Tracker.from_url(redis_url, namespace)
     try:
@@ -197,3 +200,118 @@ def test_info_shows_per_shard_figures(redis_url: str, namespace: str) -> None:
     finally:
         t.unregister_task_type("t", force=True)
         t.close()
+
+
+# ---------------------------------------------------------------- a new user's first hour
+def test_version() -> None:
+    r = atp("--version")
+    assert r.returncode == 0 and r.stdout.startswith("redis-atp ")
+
+
+def test_every_flag_has_help() -> None:
+    from redis_atp.cli import build_parser
+
+    def walk(parser: Any) -> Any:
+        for action in parser._actions:
+            yield parser.prog, action
+            for sub in (getattr(action, "choices", None) or {}).values() if action.nargs == "A..." else ():
+                yield from walk(sub)
+
+    missing = [f"{prog} {a.option_strings or a.dest}" for prog, a in walk(build_parser())
+               if a.help is None and a.dest not in ("help", "version")]
+    assert missing == []
+    assert build_parser()._subparsers._group_actions[0].choices["worker"].description  # type: ignore[union-attr]
+
+
+def test_errors_as_json_under_json(cli: Any) -> None:
+    r = cli("show", "--id", "99", "--json")
+    assert r.returncode == 1
+    assert json.loads(r.stdout)["error"]["type"] == "TaskNotFound"
+
+
+def test_types_register_changes_only_what_it_is_given(cli: Any, real_tracker: Tracker) -> None:
+    assert cli("types", "register", "t", "os.path.join", "--timeout", "60", "--maxrestart", "5").returncode == 0
+    assert cli("types", "register", "t", "--timeret", "30").returncode == 0
+    t = real_tracker.get_task_type("t")
+    assert (t.handler, t.timeout, t.timeret, t.maxrestart) == ("os.path.join", 60, 30, 5)
+    r = cli("types", "register", "new")
+    assert r.returncode == 2 and "HANDLER" in r.stderr
+
+
+def test_enqueue_input_from_a_file_or_stdin(cli: Any, real_tracker: Tracker, redis_url: str,
+                                            tmp_path: Path) -> None:
+    cli("types", "register", "t", "os.path.join")
+    big = {"rows": list(range(20_000))}
+    (tmp_path / "in.json").write_text(json.dumps(big))
+    assert cli("enqueue", "t", "file", "--input", f"@{tmp_path / 'in.json'}").returncode == 0
+    r = subprocess.run([sys.executable, "-m", "redis_atp", "enqueue", "t", "stdin", "--input", "-", "--url", redis_url,
+                        "--namespace", real_tracker.namespace], input='{"a": 1}', capture_output=True, text=True)
+    assert r.returncode == 0
+    assert real_tracker.get_task_input(real_tracker.get_task_id("t", "file")) == big
+    assert real_tracker.get_task_input(real_tracker.get_task_id("t", "stdin")) == {"a": 1}
+
+
+@pytest.mark.parametrize("bad", ["NaN", "1e400", '{"x": -Infinity}'])
+def test_non_finite_json_numbers_are_refused(cli: Any, real_tracker: Tracker, bad: str) -> None:
+    cli("types", "register", "t", "os.path.join")
+    r = cli("enqueue", "t", "x", "--input", bad)
+    assert r.returncode == 2 and real_tracker.get_queue_size() == 0
+
+
+def test_hostile_identifiers_and_bytes_inputs_are_shown_unambiguously(cli: Any, real_tracker: Tracker) -> None:
+    real_tracker.register_task_type("t", "os.path.join")
+    tid = real_tracker.enqueue_task("t", "evil\nstatus     FINISHED (5)\x1b[2J", {"blob": b"\x00\xff", "s": "b'x'"})
+    r = cli("show", "--id", str(tid))
+    assert r.returncode == 0
+    assert "\x1b" not in r.stdout and "evil\\nstatus" in r.stdout
+    assert [line for line in r.stdout.splitlines() if line.startswith("status")] == ["status     ACCEPTED (1)"]
+    shown = json.loads(cli("show", "--id", str(tid), "--json").stdout)
+    assert shown["input"] == {"blob": {"$bytes": "AP8="}, "s": "b'x'"}
+
+
+def test_key_prints_a_task_s_key_names(cli: Any, real_tracker: Tracker) -> None:
+    from redis_atp.keys import Keys
+
+    real_tracker.register_task_type("t", "os.path.join")
+    tid = real_tracker.enqueue_task("t", "job 1", None)
+    data = json.loads(cli("key", "t", "job 1", "--json").stdout)
+    assert data["task"] == real_tracker.keys.task(Keys.task_digest(b"t", b"job 1"))
+    assert data["id"] == tid and real_tracker.client.hget(data["id_bucket"], str(tid)) == data["digest"].encode()
+    assert real_tracker.client.exists(data["task"])
+
+
+def test_show_of_a_requeued_task_names_no_current_owner(cli: Any, real_tracker: Tracker) -> None:
+    real_tracker.register_task_type("t", "os.path.join")
+    tid = real_tracker.enqueue_task("t", "x", None)
+    real_tracker.claim("old-worker")
+    real_tracker.reenqueue_task(tid)
+    r = cli("show", "--id", str(tid))
+    assert "owner      -" in r.stdout and "last run's owner old-worker" in r.stdout
+
+
+@pytest.mark.parametrize("url", ["http://localhost:6379", "localhost:6379"])
+def test_a_bad_url_scheme_lists_every_form(url: str) -> None:
+    r = atp("info", url=url)
+    assert r.returncode == 2 and "redis+cluster://" in r.stderr and "redis+sentinel://" in r.stderr
+
+
+@pytest.mark.parametrize("url", ["redis+cluster://127.0.0.1:1", "redis+sentinel://127.0.0.1:1/mymaster"])
+def test_unreachable_cluster_and_sentinel_are_one_clear_line(url: str) -> None:
+    r = atp("info", url=url)
+    assert r.returncode == 1
+    assert r.stderr.startswith("redis-atp: error: cannot reach Redis at") and len(r.stderr.splitlines()) == 1
+    assert "internal error" not in r.stderr and len(r.stderr) < 300
+
+
+def test_a_missing_path_is_warned_about(redis_url: str, namespace: str) -> None:
+    r = atp("worker", "--burst", "-n", "1", "-p", "/no/such/dir", url=redis_url, ns=namespace)
+    assert r.returncode == 0 and "-p /no/such/dir: no such directory" in r.stderr
+
+
+def test_config_sets_the_limit_for_every_producer(cli: Any, real_tracker: Tracker) -> None:
+    real_tracker.register_task_type("t", "os.path.join")
+    assert cli("config", "set", "max-queue-size", "1").returncode == 0
+    assert json.loads(cli("config", "--json").stdout)["max_queue_size"] == 1
+    assert cli("enqueue", "t", "a").returncode == 0
+    r = cli("enqueue", "t", "b")
+    assert r.returncode == 1 and "limit 1" in r.stderr and "1 tasks waiting" in r.stderr

@@ -74,7 +74,7 @@ def test_the_atpd_loop_with_a_random_signed_64_bit_server_id(module_face: Tracke
     assert seen == [0, 1, 2, 3, 4]
     assert seed.getQueueSize() == 0
     assert seed.getTaskStatusByIdentifier("echo", "job-4") == (Status.FINISHED, "FINISHED")
-    assert module_face.describe_task(ids[-1])["owner"] == str(server_id)
+    assert module_face.describe_task(ids[-1])["last_owner"] == str(server_id)
 
 
 def test_the_seed_unit_tests_int_identifiers_and_server_id(module_face: Tracker) -> None:

@@ -6,7 +6,7 @@
 -- arg(5) what: 'info' {id, type, identifier, status, owner, run, restarts}
 --              'log' {record, ...}  'response' {response, response type, MIME type}
 --              'input' {input}  'show' {info..., handler, ttl ms, deadline ms ('' = none),
---              response length, MIME type, input, record...}
+--              response length, MIME type, input, 1 if it has an owner now, record...}
 -- Returns that list, or E_TASK_NOT_FOUND.
 local key
 if arg(1) ~= '' then
@@ -40,7 +40,8 @@ local ty = load_type(info[2]) or ORPHAN
 local changed = ty.live and ty.timeout > 0 and redis.call('ZSCORE', ty.live, info[1])
 local deadline = changed and string.format('%d', tonumber(changed) + math.floor(ty.timeout * 1000)) or ''
 local extra = {ty.handler or '', redis.call('PTTL', key), deadline, redis.call('HSTRLEN', key, 'response'),
-               redis.call('HGET', key, 'mime') or '', redis.call('HGET', key, 'input')}
+               redis.call('HGET', key, 'mime') or '', redis.call('HGET', key, 'input'),
+               redis.call('HEXISTS', key, 'odig')}
 for _, v in ipairs(extra) do info[#info + 1] = v end
 for _, r in ipairs(log()) do info[#info + 1] = r end
 return info
