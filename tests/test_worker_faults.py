@@ -19,6 +19,7 @@ import redis
 from redis_atp import Tracker
 from redis_atp.fleet import Fleet
 
+from .conftest import delete_namespace
 from .fleetproc import WorkerProc, wait_until
 from .redisserver import RedisServer, free_port
 
@@ -306,3 +307,30 @@ def test_completed_runs_are_not_rerun_after_a_redis_restart(
         put_back = sum(1 for _, _, m in info["log"] if "put back" in m or "re-enqueued" in m)
         assert executions[tid] <= 1 + put_back, (tid, executions[tid], info["log"])
     assert t.get_queue_size() == 0
+
+
+# issue 10 ------------------------------------------------------------------------------
+def test_an_unreadable_input_fails_its_task_and_the_worker_goes_on(
+        real_tracker: Tracker, redis_url: str, env: dict[str, Any]) -> None:
+    t = real_tracker
+    t.register_task_type("count", "handlers.count")
+    bad = t.enqueue_task("count", "bad", {"fx": env["fx"], "i": 1})
+    t.client.hset(t.describe_task(bad)["key"], "input", b"\xc1")  # never valid msgpack: written by hand
+    t.enqueue_task("count", "good", {"fx": env["fx"], "i": 2})
+    w = start(env, redis_url, t.namespace, "-n", "1", "--burst")
+    assert w.wait(20) == 0
+    assert status(t, "count", "bad") == "FAILED"
+    assert "cannot decode the input with msgpack" in t.get_task_log("count", "bad")[-1][2]
+    assert status(t, "count", "good") == "FINISHED" and t.client.hget(env["fx"], "2") == b"1"
+
+
+def test_a_worker_with_another_serializer_than_the_namespace_s_refuses_to_start(
+        real_client: redis.Redis, redis_url: str, namespace: str, env: dict[str, Any]) -> None:
+    Tracker(real_client, namespace, serializer="pickle").register_task_type("count", "handlers.count")
+    r = subprocess.run(worker_cmd(redis_url, namespace, "-n", "1", "--burst"), capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 2 and "--serializer pickle" in r.stderr
+    r = subprocess.run(worker_cmd(redis_url, namespace, "-n", "1", "--burst", "--serializer", "pickle"),
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    delete_namespace(real_client, namespace)
