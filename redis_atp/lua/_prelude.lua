@@ -115,12 +115,15 @@ end
 -- The queue size is the counter K_QUEUED, kept exact by every script. The wake
 -- marker exists only while it is above 0; at 0 the counter goes, and so does the
 -- queue list, which then holds only entries of tasks that left it early (see unqueue).
+-- Returns the new queue size.
 local function queued_delta(n)
-  if redis.call('INCRBY', K_QUEUED, n) > 0 then
+  local size = redis.call('INCRBY', K_QUEUED, n)
+  if size > 0 then
     redis.call('ZADD', K_WAKE, 0, 'wake')
   else
     redis.call('DEL', K_WAKE, K_QUEUE, K_QUEUED)
   end
+  return size
 end
 
 -- Task `t`'s queue entry: its id, and from its second time in the queue on, ':<n>'
@@ -336,7 +339,7 @@ local MAX_POPS = 100
 -- Takes up to `count` tasks from the head of the queue for an owner (see take);
 -- the tokens are token_base, token_base + 1, ... With start_msg they are started,
 -- and with `data` (or start_msg) their data is returned.
--- Returns {id, token, [type, identifier, handler, input,] ...}.
+-- Returns {id, token, [type, identifier, handler, input,] ...} and the queue size left.
 local function claim(owner, odig, count, msg, start_msg, token_base, data)
   local now = now_ms()
   local out, claimed, pops = {}, 0, 0
@@ -356,8 +359,8 @@ local function claim(owner, odig, count, msg, start_msg, token_base, data)
       end
     end
   end
-  if claimed > 0 then queued_delta(-claimed) end
-  return out
+  if claimed > 0 then return out, queued_delta(-claimed) end
+  return out, tonumber(redis.call('GET', K_QUEUED) or '0')
 end
 
 -- Hand-off: an idle worker thread that found no work registers as a waiter (its

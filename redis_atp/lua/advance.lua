@@ -22,11 +22,11 @@ if arg(3) ~= '' then
   if type(ending) == 'table' then ending = ending[1] end
 end
 local owner, odig, count = arg(1), arg(2), tonumber(arg(8))
-local out = count > 0 and take_mailbox(odig, arg(7)) or {}
+local out, queued = count > 0 and take_mailbox(odig, arg(7)) or {}, nil
 if #out == 0 and count > 0 then
-  out = claim(owner, odig, count, '', arg(7), tonumber(arg(9)), true)
+  out, queued = claim(owner, odig, count, '', arg(7), tonumber(arg(9)), true)
 end
-local queued = tonumber(redis.call('GET', K_QUEUED) or '0')
+queued = queued or tonumber(redis.call('GET', K_QUEUED) or '0')
 if #out > 0 then
   if redis.call('HDEL', K_WAITING, odig) == 1 then redis.call('LREM', K_WAITERS, 0, odig) end
 elseif arg(10) ~= '' and SHARDS == 1 and queued == 0 then

@@ -10,6 +10,7 @@
 -- Returns {queued, id, token, ...}: the shard's queue size after the claim, then per
 -- task {id, token}, plus {type, identifier, handler, input} with start. No task and
 -- queued > 0: the claim stopped at its pop limit; call again.
-local out = claim(arg(1), arg(2), tonumber(arg(3)), arg(4), arg(5) == '1' and arg(6) or nil, tonumber(arg(7)))
-table.insert(out, 1, tonumber(redis.call('GET', K_QUEUED) or '0'))
+local out, queued = claim(arg(1), arg(2), tonumber(arg(3)), arg(4), arg(5) == '1' and arg(6) or nil,
+                          tonumber(arg(7)))
+table.insert(out, 1, queued)
 return out

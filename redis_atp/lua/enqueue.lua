@@ -10,12 +10,12 @@
 -- digest, input (encoded), message
 -- Returns one entry per task: its new id, or E_TYPE_NOT_FOUND, E_QUEUE_FULL,
 -- E_DUPLICATE, E_COLLISION (another (type, identifier) has the same digest); then
--- the limit and the shard's queue size after the call.
+-- the limit and, with a limit, the shard's queue size after the call.
 local limit = tonumber(redis.call('HGET', KEYS[8], 'max_queue_size') or DEFAULT_QUEUE_LIMIT) or DEFAULT_QUEUE_LIMIT
 local max_size, n = limit > 0 and math.ceil(limit / SHARDS) or 0, tonumber(arg(1))
 local now = now_ms()
 local record = log_record(now, S_ACCEPTED, '')
-local qlen = tonumber(redis.call('GET', K_QUEUED) or '0')
+local qlen = max_size > 0 and tonumber(redis.call('GET', K_QUEUED) or '0') or 0
 local seq = tonumber(redis.call('GET', K_SEQ) or '0')
 local first = seq + 1
 local added, buckets, bucket_order, pushed, out = {}, {}, {}, {}, {}
