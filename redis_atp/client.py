@@ -411,7 +411,8 @@ class Tracker:
         return self._started(self._dequeue(server_id, message, count, timeout, validate.message(start_message)))
 
     def advance(self, server_id: str, ended: tuple[TaskStatus, Status, str] | None = None,
-                start_message: str = "", count: int = 1, wait: bool = False) -> tuple[int, int, list[StartedTask]]:
+                start_message: str = "", count: int = 1, wait: bool = False,
+                maybe_waiting: bool = True) -> tuple[int, int, list[StartedTask]]:
         """The worker's step in one round trip (script ``advance``).
 
         Ends the run ``ended`` = ``(task_status, FINISHED or FAILED, message)`` unless
@@ -421,7 +422,9 @@ class Tracker:
         ``wait`` (unsharded), finding nothing, ``server_id`` waits for a hand-off:
         the next task that becomes ACCEPTED is claimed for it, to be started with
         :meth:`take_handoff`; otherwise wait with :meth:`wait_for_work`. Stop waiting
-        with :meth:`Fleet.release <redis_atp.fleet.Fleet.release>`.
+        with :meth:`Fleet.release <redis_atp.fleet.Fleet.release>`. ``maybe_waiting=False``
+        (the owner has not registered as a waiter since it last started a task: a busy
+        worker thread) skips the look at its mailbox.
 
         Returns the ending's code (1 done, 0 nothing to do, or a negative
         :class:`~redis_atp.errors.Code` such as ``STALE``), the queue size left on the
@@ -438,7 +441,8 @@ class Tracker:
             end_args = (tid, validate.token(ts.token), int(outcome), validate.message(message))
             shards = [self._shard_of_id(tid)] + [s for s in shards if s != self._shard_of_id(tid)]
         handoff = str(_token_base()) if wait and self.shards == 1 else ""
-        reply = self._call("advance", owner, odig, *end_args, msg, count, _token_base(), handoff, shard=shards[0])
+        reply = self._call("advance", owner, odig, *end_args, msg, count, _token_base(), handoff,
+                           "1" if maybe_waiting else "0", shard=shards[0])
         tasks = self._started(reply[2:])
         for shard in shards[1:] if not tasks and count else []:  # sharded: the other shards
             tasks = self._started(self._call("dequeue", owner, odig, count, "", "1", msg, _token_base(),

@@ -165,7 +165,8 @@ class HandlerTracker(Tracker):
                 if time.monotonic() + delay > give_up:
                     exc.redis_atp_gave_up = True  # type: ignore[attr-defined]  # see WorkerProcess._execute
                     raise
-                log.warning("handler call %s: redis unavailable (%s); retrying in %.2fs", name, exc, delay)
+                log.warning("handler call %s: redis unavailable (%s: %s); retrying in %.2fs", name,
+                            type(exc).__name__, exc, delay)
                 time.sleep(delay)
 
 
@@ -233,7 +234,7 @@ def _log_redis_error(what: str, exc: Exception, delay: float) -> None:
     """A connection failure is routine (a warning); any other Redis error (OOM refusal,
     READONLY, a script error) is logged with its traceback."""
     if isinstance(exc, TRANSIENT):
-        log.warning("%s: redis unavailable (%s); retrying in %.2fs", what, exc, delay)
+        log.warning("%s: redis unavailable (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay)
     else:
         log.error("%s: %s: %s; retrying in %.2fs", what, type(exc).__name__, exc, delay,
                   exc_info=not isinstance(exc, redis.RedisError))
@@ -341,6 +342,7 @@ class WorkerProcess:
         reconcile = False
         handoff = self.tracker.shards == 1 and not self.config.burst
         ended: _Ended | None = None  # a run that is over, its end not yet acknowledged by Redis
+        waiting = True  # registered as a waiter since the last task started (or not known)
         while not self.stopping.is_set():
             try:
                 if reconcile:
@@ -348,8 +350,9 @@ class WorkerProcess:
                     for tid, t, ident, _ in self.fleet.release(
                             owner, keep, "claim reply lost to a Redis failure; put back"):
                         log.warning("task put back id=%d type=%s identifier=%s (claim reply lost)", tid, t, ident)
-                    reconcile = False
-                ending, queued, tasks = self.tracker.advance(owner, ended.args() if ended else None, wait=handoff)
+                    reconcile = waiting = False
+                ending, queued, tasks = self.tracker.advance(owner, ended.args() if ended else None, wait=handoff,
+                                                             maybe_waiting=waiting)
                 if ended:
                     ended.report(ending)
                     ended = None
@@ -361,7 +364,9 @@ class WorkerProcess:
                     if not handoff:
                         self.tracker.wait_for_work(self.config.block)
                         continue
+                    waiting = True
                     tasks = self.tracker.take_handoff(owner, HANDOFF_WAIT)
+                waiting = waiting and not tasks
                 for task in tasks:
                     ended = self._execute(task)
                 backoff.reset()
@@ -672,7 +677,7 @@ class Supervisor:
             return action()
         except Exception as exc:  # noqa: BLE001 - logged; retried on the next round
             if isinstance(exc, TRANSIENT):
-                log.warning("supervisor %s: redis unavailable (%s); retrying", what, exc)
+                log.warning("supervisor %s: redis unavailable (%s: %s); retrying", what, type(exc).__name__, exc)
             else:
                 log.error("supervisor %s: %s: %s; retrying", what, type(exc).__name__, exc,
                           exc_info=not isinstance(exc, redis.RedisError))

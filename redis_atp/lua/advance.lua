@@ -11,7 +11,9 @@
 -- token  arg(5) its outcome (FINISHED or FAILED)  arg(6) its message  arg(7) message
 -- of RUNNING records  arg(8) tasks to claim  arg(9) token base (random; claimed tasks
 -- get base, base + 1, ...)  arg(10) token for a hand-off if nothing is started ('' =
--- do not wait; unsharded only)
+-- do not wait; unsharded only)  arg(11) '1': the owner may be a waiter (it registered
+-- since it last started a task), so look at its mailbox first and stop it waiting
+-- when it starts a task; '0' spares a busy owner those two calls
 -- Returns {ending, queued, id, token, type, identifier, handler, input, ...}: ending is
 -- 1 (ended), 0 (already ended, or none), E_TASK_NOT_FOUND or E_STALE; queued is the
 -- shard's queue size after the step (no task and queued 0: the owner now waits,
@@ -21,14 +23,14 @@ if arg(3) ~= '' then
   ending = end_run(arg(3), arg(4), tonumber(arg(5)), arg(6), true)
   if type(ending) == 'table' then ending = ending[1] end
 end
-local owner, odig, count = arg(1), arg(2), tonumber(arg(8))
-local out, queued = count > 0 and take_mailbox(odig, arg(7)) or {}, nil
+local owner, odig, count, maybe_waiting = arg(1), arg(2), tonumber(arg(8)), arg(11) == '1'
+local out, queued = count > 0 and maybe_waiting and take_mailbox(odig, arg(7)) or {}, nil
 if #out == 0 and count > 0 then
   out, queued = claim(owner, odig, count, '', arg(7), tonumber(arg(9)), true)
 end
 queued = queued or tonumber(redis.call('GET', K_QUEUED) or '0')
 if #out > 0 then
-  if redis.call('HDEL', K_WAITING, odig) == 1 then redis.call('LREM', K_WAITERS, 0, odig) end
+  if maybe_waiting and redis.call('HDEL', K_WAITING, odig) == 1 then redis.call('LREM', K_WAITERS, 0, odig) end
 elseif arg(10) ~= '' and SHARDS == 1 and queued == 0 then
   if redis.call('HSET', K_WAITING, odig, arg(10) .. ' ' .. owner) == 1 then redis.call('RPUSH', K_WAITERS, odig) end
 end
