@@ -137,6 +137,21 @@ def tracker(client: Any, namespace: str) -> Iterator[Tracker]:
 
 
 @pytest.fixture
+def env(redis_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """For worker processes: side-effect counters in a test-owned hash, the test
+    handlers' settings, and every worker started with ``fleetproc.start`` closed."""
+    fx = f"test-fx-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("REDIS_ATP_TEST_SIDEFX", redis_url)
+    monkeypatch.setenv("REDIS_ATP_TEST_MARKER", str(tmp_path / "marker-imported"))
+    monkeypatch.delenv("REDIS_ATP_ALLOW", raising=False)
+    procs: list[Any] = []
+    yield {"fx": fx, "procs": procs, "tmp": tmp_path}
+    for p in procs:
+        p.close()
+    redis.Redis.from_url(redis_url).delete(fx)
+
+
+@pytest.fixture
 def real_tracker(real_client: redis.Redis, namespace: str) -> Iterator[Tracker]:
     """A tracker on the real server only (processes, blocking, server-side stats)."""
     t = Tracker(real_client, namespace)

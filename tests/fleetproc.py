@@ -12,7 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from redis_atp import Tracker
+
 HERE = Path(__file__).parent
+LIVE = ("accepted", "scheduled", "running", "paused")
 
 
 def handler_dir(tmp: Path) -> Path:
@@ -72,3 +75,25 @@ def wait_until(pred: Callable[[], Any], timeout: float, what: str = "condition")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
+
+
+def start(env: dict[str, Any], url: str, namespace: str, *args: str,
+          extra_env: dict[str, str] | None = None) -> WorkerProc:
+    """A worker (see the ``env`` fixture), closed at the end of the test."""
+    p = WorkerProc(url, namespace, env["tmp"], *args, env=extra_env)
+    env["procs"].append(p)
+    return p
+
+
+def counts(tracker: Tracker, *types: str) -> dict[str, int]:
+    """The counters of ``types``, summed."""
+    total: dict[str, int] = {}
+    for t in types:
+        for k, v in tracker.get_task_type(t).counts.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+def all_ended(tracker: Tracker, *types: str) -> bool:
+    c = counts(tracker, *types)
+    return not any(c[k] for k in LIVE)

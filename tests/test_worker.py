@@ -6,8 +6,6 @@ import os
 import random
 import signal
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,42 +15,8 @@ import redis
 from redis_atp import Status, Tracker
 from redis_atp.fleet import Fleet
 
-from .fleetproc import WorkerProc, wait_until
+from .fleetproc import all_ended, counts, start, wait_until
 from .redisserver import RedisServer
-
-LIVE = ("accepted", "scheduled", "running", "paused")
-
-
-@pytest.fixture
-def env(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """Side-effect counters in a test-owned hash; worker processes cleaned up."""
-    fx = f"test-fx-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("REDIS_ATP_TEST_SIDEFX", redis_url)
-    monkeypatch.setenv("REDIS_ATP_TEST_MARKER", str(tmp_path / "marker-imported"))
-    procs: list[WorkerProc] = []
-    yield {"fx": fx, "procs": procs, "tmp": tmp_path}
-    for p in procs:
-        p.close()
-    redis.Redis.from_url(redis_url).delete(fx)
-
-
-def start(env: dict[str, Any], url: str, namespace: str, *args: str) -> WorkerProc:
-    p = WorkerProc(url, namespace, env["tmp"], *args)
-    env["procs"].append(p)
-    return p
-
-
-def counts(tracker: Tracker, *types: str) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for t in types:
-        for k, v in tracker.get_task_type(t).counts.items():
-            total[k] = total.get(k, 0) + v
-    return total
-
-
-def all_ended(tracker: Tracker, *types: str) -> bool:
-    c = counts(tracker, *types)
-    return not any(c[k] for k in LIVE)
 
 
 def test_runs_tasks_to_completion(real_tracker: Tracker, redis_url: str, env: dict[str, Any]) -> None:

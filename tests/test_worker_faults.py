@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,24 +19,8 @@ from redis_atp import Tracker
 from redis_atp.fleet import Fleet
 
 from .conftest import delete_namespace
-from .fleetproc import WorkerProc, wait_until
+from .fleetproc import all_ended, counts, start, wait_until
 from .redisserver import RedisServer, free_port
-
-LIVE = ("accepted", "scheduled", "running", "paused")
-
-
-@pytest.fixture
-def env(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """Side-effect counters in a test-owned hash; worker processes cleaned up."""
-    fx = f"test-fx-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("REDIS_ATP_TEST_SIDEFX", redis_url)
-    monkeypatch.setenv("REDIS_ATP_TEST_MARKER", str(tmp_path / "marker-imported"))
-    monkeypatch.delenv("REDIS_ATP_ALLOW", raising=False)
-    procs: list[WorkerProc] = []
-    yield {"fx": fx, "procs": procs, "tmp": tmp_path}
-    for p in procs:
-        p.close()
-    redis.Redis.from_url(redis_url).delete(fx)
 
 
 @pytest.fixture
@@ -57,26 +40,6 @@ def own_server(env: dict[str, Any]) -> Iterator[Callable[..., RedisServer]]:
     env["procs"].clear()
     for s in servers:
         s.close()
-
-
-def start(env: dict[str, Any], url: str, namespace: str, *args: str,
-          extra_env: dict[str, str] | None = None) -> WorkerProc:
-    p = WorkerProc(url, namespace, env["tmp"], *args, env=extra_env)
-    env["procs"].append(p)
-    return p
-
-
-def counts(tracker: Tracker, *types: str) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for t in types:
-        for k, v in tracker.get_task_type(t).counts.items():
-            total[k] = total.get(k, 0) + v
-    return total
-
-
-def all_ended(tracker: Tracker, *types: str) -> bool:
-    c = counts(tracker, *types)
-    return not any(c[k] for k in LIVE)
 
 
 def status(tracker: Tracker, type: str, ident: str) -> str:
