@@ -66,12 +66,13 @@ class RedisATPAdapter(Adapter):
             "--allow adapters.redis_atp.handler` (a supervisor + N forked worker processes, 1 slot each)",
             "status tracking": "always on: every state change is one Lua script call with a per-task log "
             "(ACCEPTED, SCHEDULED, RUNNING, FINISHED; fenced by a random per-run token); one script call "
-            "per task ends the last run, starts the next and, while tasks are short, claims one ahead "
-            "(SCHEDULED), sent without waiting so its round trip overlaps the next handler; timeret=-1 "
-            "keeps finished tasks; recorded_complete = the type's finished_total counter kept by the scripts",
-            "wake-up": "an idle worker thread registers as a waiter and blocks on its own mailbox (BLPOP, "
-            "5 s); the enqueue script claims and starts the new task for the longest-waiting thread and "
-            "pushes it there: one hop from enqueue to handler",
+            "per task ends the last run and claims and starts the next, and the handler runs only after "
+            "that reply confirmed the claim (nothing is claimed ahead); timeret=-1 keeps finished tasks; "
+            "recorded_complete = the type's finished_total counter kept by the scripts",
+            "wake-up": "an idle worker thread registers as a waiter and blocks on its own mailbox (BLMOVE, "
+            "5 s); the enqueue script claims the new task for the longest-waiting thread and puts its id "
+            "there; the script the thread sends behind its wait starts it if that claim is still current: "
+            "one hop from enqueue to handler",
             "other defaults": "timeout 3600 s (deadline refreshed on each status change), maxrestart 2, "
             "heartbeat 10 s, housekeeping every 2 s; no per-task logging at WARNING",
         }
