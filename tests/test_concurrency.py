@@ -19,13 +19,16 @@ ctx = mp.get_context("spawn")
 
 
 def _run_all(target: Any, args: list[tuple[Any, ...]]) -> list[Any]:
-    """Start one process per args tuple behind a common start signal; gather results."""
-    results = ctx.Queue()
+    """Start one process per args tuple behind a common start signal, given once every
+    process is ready (a spawned process takes a while to import on a busy machine, and
+    the race must really happen); gather results."""
+    results, ready = ctx.Queue(), ctx.Queue()
     go = ctx.Event()
-    procs = [ctx.Process(target=target, args=(results, go, *a)) for a in args]
+    procs = [ctx.Process(target=target, args=(results, (ready, go), *a)) for a in args]
     for p in procs:
         p.start()
-    time.sleep(0.5)
+    for _ in procs:
+        ready.get(timeout=120)
     go.set()
     out = [results.get(timeout=120) for _ in procs]
     for p in procs:
@@ -34,10 +37,18 @@ def _run_all(target: Any, args: list[tuple[Any, ...]]) -> list[Any]:
     return out
 
 
+def _gate(gate: Any) -> None:
+    """Say this process is ready, then wait for the common start."""
+    ready, go = gate
+    ready.put(1)
+    go.wait()
+
+
 def _dequeuer(results: Any, go: Any, url: str, ns: str, me: int) -> None:
     t = Tracker(redis.Redis.from_url(url), ns)
+    t.get_queue_size()  # connected and checked before the race
     got: list[int] = []
-    go.wait()
+    _gate(go)
     while True:
         try:
             got += t.dequeue_task(f"server-{me}", count=1 + me % 3)
@@ -60,8 +71,9 @@ def test_dequeuers_never_get_the_same_task(real_tracker: Tracker, redis_url: str
 
 def _producer(results: Any, go: Any, url: str, ns: str, me: int) -> None:
     t = Tracker(redis.Redis.from_url(url), ns, max_queue_size=50)
+    t.get_queue_size()  # connected, and the limit set, before the race
     ok = full = 0
-    go.wait()
+    _gate(go)
     for i in range(100):
         try:
             t.enqueue_task("t", f"{me}-{i}", i)
@@ -85,7 +97,8 @@ def test_producers_never_push_the_queue_past_its_limit(real_tracker: Tracker, re
 
 def _sweeper(results: Any, go: Any, url: str, ns: str) -> None:
     t = Tracker(redis.Redis.from_url(url), ns)
-    go.wait()
+    t.get_queue_size()
+    _gate(go)
     acted: list[int] = []
     for _ in range(20):
         acted += [tid for tid, _ in t.reenqueue_zombie_tasks()]

@@ -17,7 +17,7 @@ if arg(4) ~= '' and redis.call('EXISTS', arg(4)) == 1 then return 0 end
 local keep = {}
 for i = 8, #ARGV - NARG do keep[arg(i)] = true end
 local now, msg, restart = now_ms(), arg(2), arg(3) == '1'
-local out = unwait(arg(1), msg)
+local out = unwait(arg(1), msg, keep)
 for _, v in ipairs(for_owned(arg(1), keep, function(t, ty)
   if restart and t.status ~= S_SCHEDULED then recover(t, ty, now, '', msg)
   else set_status(t, ty, S_ACCEPTED, now, msg) end
