@@ -14,6 +14,7 @@ import pytest
 
 from redis_atp import Tracker
 
+from .conftest import delete_namespace
 from .fleetproc import handler_dir
 
 
@@ -180,8 +181,10 @@ def test_demo_on_a_given_redis(redis_url: str, namespace: str) -> None:
 def test_demo_on_embedded_fakeredis() -> None:
     r = atp("demo", "--tasks", "120", "--embedded", "fakeredis", env={"REDIS_ATP_URL": ""}, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "embedded fakeredis TCP server" in r.stdout
+    assert "embedded fakeredis TCP server" in r.stdout and "as asked" in r.stdout
+    assert "no redis-server installed" not in r.stdout  # it is installed: fakeredis was asked for
     assert "finished         119" in r.stdout and "fleet exit code  0" in r.stdout
+    assert "the embedded Redis stops with the demo" in r.stdout and "--keep" in r.stdout
 
 
 def test_info_shows_per_shard_figures(redis_url: str, namespace: str) -> None:
@@ -315,3 +318,17 @@ def test_config_sets_the_limit_for_every_producer(cli: Any, real_tracker: Tracke
     assert cli("enqueue", "t", "a").returncode == 0
     r = cli("enqueue", "t", "b")
     assert r.returncode == 1 and "limit 1" in r.stderr and "1 tasks waiting" in r.stderr
+
+
+def test_the_readme_library_example_runs(redis_url: str, namespace: str) -> None:
+    """The front door's first example, as written, against a real Redis."""
+    import redis as redis_py
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    code = text.split("## Library", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    code = code.replace("redis.Redis()", f"redis.Redis.from_url({redis_url!r})")
+    code = code.replace('namespace="orders"', f"namespace={namespace!r}")
+    seen: list[str] = []
+    exec(compile(code, "README.md", "exec"), {"print": lambda *a: seen.append(" ".join(map(str, a)))})
+    assert seen and "ACCEPTED" in seen[-1] and not any("not enqueued" in line for line in seen)
+    delete_namespace(redis_py.Redis.from_url(redis_url), namespace)
