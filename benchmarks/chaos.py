@@ -915,7 +915,7 @@ def executions_bounded(ev: Evidence) -> Invariant:
 RECOVERY_KINDS = (
     ("timed out", "timeout"), ("lost its heartbeat", "heartbeat"), ("exited with code", "crash"),
     ("cold shutdown", "cold"), ("stopped; put back", "exited"), ("never started", "exited"),
-    ("handler lost its Redis connection", "handler_lost_redis"), ("claim reply lost", "reply_lost"),
+    ("Redis could not serve the handler", "handler_lost_redis"), ("claim reply lost", "reply_lost"),
     ("stopping; put back", "stopping"), ("re-enqueued (restart", "charged"),
 )
 #: Recoveries saying a run is over whatever it did (its process, heartbeat or deadline).
