@@ -156,11 +156,12 @@ class Tracker:
         config = self.keys.config
         shards, serializer = self.client.hmget(config, "shards", "serializer")
         if registering and serializer is None:
-            if shards is None and self.shards > 1 and self.client.hlen(self.keys.types):
+            legacy = bool(self.client.hlen(self.keys.types))  # registered before these were recorded
+            if shards is None and self.shards > 1 and legacy:
                 raise InvalidInput(f"namespace {self.namespace!r} already has task types with shards=1")
             pipe = self.client.pipeline(transaction=False)
             for keys in self.shard_keys:
-                pipe.hsetnx(keys.config, "serializer", self.serializer.name)
+                pipe.hsetnx(keys.config, "serializer", "msgpack" if legacy else self.serializer.name)
                 pipe.hsetnx(keys.config, "max_queue_size", DEFAULT_QUEUE_LIMIT)
             if self.shards > 1:
                 pipe.hsetnx(config, "shards", self.shards)

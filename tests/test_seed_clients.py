@@ -189,3 +189,12 @@ def test_the_queue_limit_is_the_namespace_s(client: Any, namespace: str) -> None
     a.set_max_queue_size(0)
     assert b.enqueue_task("t", "more", 0) > 0
     delete_namespace(client, namespace)
+
+
+def test_a_namespace_from_before_the_record_stays_msgpack(real_client: Any, namespace: str) -> None:
+    Tracker(real_client, namespace).register_task_type("t", HANDLER)
+    real_client.hdel(Keys(namespace).config, "serializer", "max_queue_size")  # as an older version left it
+    with pytest.raises(InvalidInput, match="msgpack"):
+        Tracker(real_client, namespace, serializer="pickle").register_task_type("u", HANDLER)
+    assert real_client.hget(Keys(namespace).config, "serializer") == b"msgpack"
+    delete_namespace(real_client, namespace)
