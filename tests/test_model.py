@@ -509,6 +509,17 @@ class TrackerMachine(RuleBasedStateMachine):
             self.timeret[type_] = RETENTION if action == "retain" else -1.0
             self._register(type_)
 
+    @rule()
+    def retire(self) -> None:
+        """The retention sweep removes only ended tasks of a type that keeps them for a
+        time now (tasks kept by an older, longer setting included), and nothing else."""
+        for tid, name in self.tracker.delete_retired_tasks():
+            t = self.m.get(tid)
+            assert t is not None and not t.gone and t.terminal, (tid, name, t)
+            assert self.timeret[t.type] > 0 and name == f"{t.type}::{t.ident}", (tid, name, t)
+            event("retired by the sweep")
+            self._gone(t)
+
     # ------------------------------------------------------------------ invariants
     def _type_number(self, name: str) -> str:
         n = self.client.hget(self.tracker.keys.types, name)
