@@ -116,7 +116,7 @@ def live_queue(tracker: Tracker, shard: int = 0) -> list[int]:
         except LookupError:
             continue  # a deleted task's entry
         status, current = tracker.client.hmget(key, "status", "nq")
-        if int(status) == 1 and int(current or 0) == int(nq or 0):
+        if status is not None and int(status) == 1 and int(current or 0) == int(nq or 0):  # None: expired
             out.append(int(tid))
     return out
 

@@ -242,6 +242,8 @@ class TrackerMachine(RuleBasedStateMachine):
     def _release(self, owner: str, keep: set[int], restart: bool,
                  call: Callable[[], list[tuple[int, str, str, Status]]]) -> None:
         box = self.mailbox[owner]
+        # hand-offs still current go back, kept or not (no one runs a task not taken from
+        # the mailbox); stale entries are left to the owned-set walk
         handed = {tid for tid, tok in box if self._current_handoff(owner, tid, tok)}
         held = {t.id for t in self.m.values() if not t.gone and t.live and t.owner == owner
                 and t.id not in keep and t.id not in handed}

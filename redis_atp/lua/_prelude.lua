@@ -412,16 +412,16 @@ local function take_mailbox(odig, start_msg)
 end
 
 -- An owner stops waiting: it leaves the waiters, and the tasks handed to it that it
--- never took go back to the queue uncharged (their handler never ran); an entry whose
--- claim is gone (the task re-queued, perhaps claimed again by this owner: another
--- token) or a task in `keep` (a set of id strings) is left alone.
+-- never took go back to the queue uncharged (their handler never ran, so no owner
+-- keeps one); an entry whose claim is gone (the task re-queued, perhaps claimed again
+-- by this owner: another token) is left alone.
 -- Returns {id, type, identifier, new status, ...} of those tasks.
-local function unwait(odig, msg, keep)
+local function unwait(odig, msg)
   if redis.call('HDEL', K_WAITING, odig) == 1 then redis.call('LREM', K_WAITERS, 0, odig) end
   local mailbox, now, out = P_MAILBOX .. odig, now_ms(), {}
   for _, entry in ipairs(redis.call('LRANGE', mailbox, 0, -1)) do
     local sp = string.find(entry, ' ', 1, true)
-    local t = sp and not keep[string.sub(entry, 1, sp - 1)] and load_task(string.sub(entry, 1, sp - 1))
+    local t = sp and load_task(string.sub(entry, 1, sp - 1))
     if t and t.status == S_SCHEDULED and t.odig == odig and t.token == string.sub(entry, sp + 1) then
       set_status(t, type_of(t), S_ACCEPTED, now, msg)
       for _, v in ipairs({t.id, t.type, t.ident, t.status}) do out[#out + 1] = v end

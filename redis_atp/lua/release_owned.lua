@@ -5,7 +5,8 @@
 -- died; each recovery of a task that had started counts against maxrestart (FAILED
 -- once used up), so a task that kills every worker that runs it cannot loop
 -- forever. Tasks the owner claimed but never started (SCHEDULED: handed to it, or
--- claimed by the seed's dequeueTask) always go back uncharged.
+-- claimed by the seed's dequeueTask) always go back uncharged; one handed to it and
+-- not taken goes back even if kept (no one runs it).
 -- KEYS[1..7], ARGV[1..8]: the common convention (_prelude.lua).
 -- arg(1) owner digest  arg(2) message  arg(3) restart ('1' or '0')  arg(4) guard key:
 -- do nothing while it exists (the worker's heartbeat; '' = none)  arg(5) worker id to
@@ -17,7 +18,7 @@ if arg(4) ~= '' and redis.call('EXISTS', arg(4)) == 1 then return 0 end
 local keep = {}
 for i = 8, #ARGV - NARG do keep[arg(i)] = true end
 local now, msg, restart = now_ms(), arg(2), arg(3) == '1'
-local out = unwait(arg(1), msg, keep)
+local out = unwait(arg(1), msg)
 for _, v in ipairs(for_owned(arg(1), keep, function(t, ty)
   if restart and t.status ~= S_SCHEDULED then recover(t, ty, now, '', msg)
   else set_status(t, ty, S_ACCEPTED, now, msg) end
