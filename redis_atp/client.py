@@ -35,7 +35,7 @@ __all__ = ["Tracker"]
 #: Tasks and id buckets (100 ids each) per call of the batched scripts: each call
 #: stays well under 10 ms of Redis time at any scale.
 _REAP_BATCH = 100
-_BUCKETS_PER_STEP = 2
+BUCKETS_PER_CALL = 2
 _COUNTS = ("accepted", "scheduled", "running", "paused", "finished_total", "failed_total")
 #: On a Redis Cluster an idle consumer of a sharded namespace blocks on one shard at a time.
 _CLUSTER_WAIT_SLICE = 0.25
@@ -256,7 +256,7 @@ class Tracker:
                 while not done:
                     done, bucket, _ = self._checked_call(
                         f"task type {identifier!r}", "unregister_type", identifier, "1" if force else "0",
-                        bucket, _BUCKETS_PER_STEP, "1" if check_only else "0", shard=shard)
+                        bucket, BUCKETS_PER_CALL, "1" if check_only else "0", shard=shard)
 
     def get_task_type(self, identifier: str) -> TaskType:
         """The settings and counters (summed over shards) of one task type.
@@ -703,7 +703,7 @@ class Tracker:
         for shard in range(self.shards):
             bucket = 0
             while True:
-                bucket, step = self.retire_step(shard, bucket, _BUCKETS_PER_STEP)
+                bucket, step = self.retire_step(shard, bucket, BUCKETS_PER_CALL)
                 removed += step
                 if not bucket:
                     break

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .client import Tracker
+from .client import BUCKETS_PER_CALL, Tracker
 from .keys import Keys
 from .status import Status
 
@@ -24,8 +24,9 @@ __all__ = ["Fleet", "WorkerInfo", "Recovered", "slot_ids"]
 
 #: ``(task id, type, identifier, new status)`` of a task a recovery acted on.
 Recovered = tuple[int, str, str, Status]
-#: Id buckets per shard the housekeeping round's retention sweep visits per round.
-RETIRE_BUCKETS_PER_ROUND = 20
+#: Calls of the retention sweep per shard and housekeeping round (each walks
+#: ``BUCKETS_PER_CALL`` id buckets, 100 ids each).
+RETIRE_CALLS_PER_ROUND = 10
 #: Overdue tasks per shard one housekeeping round recovers at most; the rest wait for
 #: the next round, so a round stays short whatever the backlog.
 ZOMBIES_PER_ROUND = 2000
@@ -150,8 +151,8 @@ class Fleet:
         retired = 0
         for shard, keys in enumerate(self.tracker.shard_keys):
             cursor = int(self.client.get(keys.retire_cursor) or 0)
-            for _ in range(0, RETIRE_BUCKETS_PER_ROUND, 5):
-                cursor, removed = self.tracker.retire_step(shard, cursor, 5)
+            for _ in range(RETIRE_CALLS_PER_ROUND):
+                cursor, removed = self.tracker.retire_step(shard, cursor, BUCKETS_PER_CALL)
                 retired += len(removed)
                 if not cursor:
                     break

@@ -156,18 +156,12 @@ class HandlerTracker(Tracker):
     (a no-op under the run's token)."""
 
     def _call(self, name: str, *args: Any, shard: int = 0, extra_keys: tuple[str, ...] = ()) -> Any:
-        backoff, give_up = Backoff(), time.monotonic() + HANDLER_RETRY_FOR
-        while True:
-            try:
-                return super()._call(name, *args, shard=shard, extra_keys=extra_keys)
-            except TRANSIENT as exc:
-                delay = backoff.next()
-                if time.monotonic() + delay > give_up:
-                    exc.redis_atp_gave_up = True  # type: ignore[attr-defined]  # see WorkerProcess._execute
-                    raise
-                log.warning("handler call %s: redis unavailable (%s: %s); retrying in %.2fs", name,
-                            type(exc).__name__, exc, delay)
-                time.sleep(delay)
+        call = partial(super()._call, name, *args, shard=shard, extra_keys=extra_keys)
+        try:
+            return retry_transient(call, HANDLER_RETRY_FOR, f"handler call {name}")
+        except TRANSIENT as exc:
+            exc.redis_atp_gave_up = True  # type: ignore[attr-defined]  # see WorkerProcess._execute
+            raise
 
 
 class HandlerRefused(Exception):
@@ -230,7 +224,22 @@ class Backoff:
         self.delay = 0.05
 
 
-def _log_redis_error(what: str, exc: Exception, delay: float) -> None:
+def retry_transient(action: Callable[[], Any], seconds: float, what: str) -> Any:
+    """``action()``, retried with :class:`Backoff` across ``TRANSIENT`` errors for up to
+    ``seconds``; then the last error is raised."""
+    backoff, give_up = Backoff(), time.monotonic() + seconds
+    while True:
+        try:
+            return action()
+        except TRANSIENT as exc:
+            delay = backoff.next()
+            if time.monotonic() + delay > give_up:
+                raise
+            _log_redis_error(what, exc, delay)
+            time.sleep(delay)
+
+
+def _log_redis_error(what: str, exc: BaseException, delay: float) -> None:
     """A connection failure is routine (a warning); any other Redis error (OOM refusal,
     READONLY, a script error) is logged with its traceback."""
     if isinstance(exc, TRANSIENT):
@@ -516,19 +525,16 @@ class Supervisor:
         connection error when it cannot (the CLI prints it on one line)."""
         self.tracker = worker_tracker(self.config)
         self.fleet = Fleet(self.tracker, self.config.heartbeat)
-        give_up, backoff = time.monotonic() + self.config.wait_for_redis, Backoff()
-        while True:
-            try:
-                self.tracker.client.ping()
-                self.tracker._check_server()  # the namespace's shard count and serializer
-                return
-            except TRANSIENT as exc:
-                delay = backoff.next()
-                if time.monotonic() + delay > give_up:
-                    self.tracker.close()
-                    raise
-                log.warning("waiting for redis at %s (%s)", mask_url(self.config.url), exc)
-                time.sleep(delay)
+
+        def reach() -> None:
+            self.tracker.client.ping()
+            self.tracker._check_server()  # the namespace's shard count and serializer
+
+        try:
+            retry_transient(reach, self.config.wait_for_redis, f"waiting for redis at {mask_url(self.config.url)}")
+        except TRANSIENT:
+            self.tracker.close()
+            raise
 
     def run(self) -> int:
         """Run the fleet until shutdown; returns the exit code (0 on a clean shutdown)."""

@@ -164,8 +164,6 @@ local function update_bucket(id, pin_delta, expire_at)
   end
 end
 
-local offer  -- defined below: a task that became ACCEPTED goes to a waiter or the queue
-
 -- Appends log records (one, or two with `via`) and trims the log to LOG_CAP records.
 -- A log written under a larger cap (another client's setting) is trimmed whole.
 local function append_log(t, new, now, msg, via, via_msg)
@@ -393,6 +391,20 @@ offer = function(t, ty, now)
   end
 end
 
+-- The task a mailbox entry "<id> <token>" of owner `odig` names, if that claim is
+-- still current (the task SCHEDULED for this owner under this token), else nil.
+local function handed_task(entry, odig)
+  local sp = string.find(entry, ' ', 1, true)
+  local t = sp and load_task(string.sub(entry, 1, sp - 1))
+  if t and t.status == S_SCHEDULED and t.odig == odig and t.token == string.sub(entry, sp + 1) then return t end
+  return nil
+end
+
+-- An owner leaves the waiters (the list entry only if it was waiting: O(waiters)).
+local function stop_waiting(odig)
+  if redis.call('HDEL', K_WAITING, odig) == 1 then redis.call('LREM', K_WAITERS, 0, odig) end
+end
+
 -- The task handed to owner `odig` whose claim is still current, from its mailbox:
 -- started (RUNNING) and returned as run_data; entries whose claim is gone (the task
 -- deleted, recovered, put back or re-claimed meanwhile) are dropped. nil if none.
@@ -401,9 +413,8 @@ local function take_mailbox(odig, start_msg)
   while true do
     local entry = redis.call('LPOP', mailbox)
     if not entry then return nil end
-    local sp = string.find(entry, ' ', 1, true)
-    local t = sp and load_task(string.sub(entry, 1, sp - 1))
-    if t and t.status == S_SCHEDULED and t.odig == odig and t.token == string.sub(entry, sp + 1) then
+    local t = handed_task(entry, odig)
+    if t then
       local ty = type_of(t)
       set_status(t, ty, S_RUNNING, now_ms(), start_msg)
       return run_data(t, ty)
@@ -417,12 +428,11 @@ end
 -- by this owner: another token) is left alone.
 -- Returns {id, type, identifier, new status, ...} of those tasks.
 local function unwait(odig, msg)
-  if redis.call('HDEL', K_WAITING, odig) == 1 then redis.call('LREM', K_WAITERS, 0, odig) end
+  stop_waiting(odig)
   local mailbox, now, out = P_MAILBOX .. odig, now_ms(), {}
   for _, entry in ipairs(redis.call('LRANGE', mailbox, 0, -1)) do
-    local sp = string.find(entry, ' ', 1, true)
-    local t = sp and load_task(string.sub(entry, 1, sp - 1))
-    if t and t.status == S_SCHEDULED and t.odig == odig and t.token == string.sub(entry, sp + 1) then
+    local t = handed_task(entry, odig)
+    if t then
       set_status(t, type_of(t), S_ACCEPTED, now, msg)
       for _, v in ipairs({t.id, t.type, t.ident, t.status}) do out[#out + 1] = v end
     end

@@ -30,7 +30,7 @@ if #out == 0 and count > 0 then
 end
 queued = queued or tonumber(redis.call('GET', K_QUEUED) or '0')
 if #out > 0 then
-  if maybe_waiting and redis.call('HDEL', K_WAITING, odig) == 1 then redis.call('LREM', K_WAITERS, 0, odig) end
+  if maybe_waiting then stop_waiting(odig) end
 elseif arg(10) ~= '' and SHARDS == 1 and queued == 0 then
   if redis.call('HSET', K_WAITING, odig, arg(10) .. ' ' .. owner) == 1 then redis.call('RPUSH', K_WAITERS, odig) end
 end
