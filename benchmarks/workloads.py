@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from redis_atp.daemon.protocol import Claims
 from redis_atp import Status, Tracker
 from tests.redisserver import RedisServer
 
@@ -185,8 +186,8 @@ def one_client_lifecycle(server: RedisServer, n: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     ended = None
     for _ in range(n):
-        _, _, [task] = tracker.advance("bench-client", ended)
-        ended = (task.status, Status.FINISHED, "")
-    tracker.advance("bench-client", ended, count=0)
+        _, _, [task] = Claims(tracker).advance("bench-client", ended)
+        ended = (task, Status.FINISHED, "")
+    Claims(tracker).advance("bench-client", ended, count=0)
     advance_rate = n / (time.perf_counter() - t0)
     return {"n": n, "seed_calls_tasks_per_s": seed_rate, "advance_tasks_per_s": advance_rate}

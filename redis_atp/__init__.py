@@ -1,10 +1,10 @@
 """redis-atp: EOxServer ATP's process tracker on Redis, with a worker fleet.
 
-``Tracker`` is the object API; :mod:`redis_atp.tracker` is the seed's module API.
+``Tracker`` is the object API; :mod:`redis_atp.aio` its asyncio twin; :mod:`redis_atp.tracker`
+is the seed's module API.
 """
 
 from .client import Tracker
-from .connection import EvictionPolicyWarning
 from .errors import (
     DuplicateTask,
     InvalidInput,
@@ -18,14 +18,16 @@ from .errors import (
     TaskTypeInUse,
     TaskTypeNotFound,
 )
-from .models import StartedTask, TaskType
+from .models import Claim, StartedTask, TaskType
+from .protocol.namespace import EvictionPolicyWarning
 from .status import STATUS2TEXT, TEXT2STATUS, Status
-from .taskstatus import DummyLock, TaskStatus, dbLocker
+from .taskstatus import AsyncTaskStatus, DummyLock, TaskStatus, dbLocker
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tracker", "TaskType", "StartedTask", "TaskStatus", "Status", "STATUS2TEXT", "TEXT2STATUS",
+    "Tracker", "TaskType", "Claim", "StartedTask", "TaskStatus", "AsyncTaskStatus", "Status", "STATUS2TEXT",
+    "TEXT2STATUS",
     "DummyLock", "dbLocker", "EvictionPolicyWarning",
     "RedisATPError", "QueueException", "QueueEmpty", "QueueFull", "TaskNotFound",
     "TaskTypeNotFound", "DuplicateTask", "InvalidInput", "InvalidTransition", "StaleTask",

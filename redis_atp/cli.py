@@ -26,10 +26,10 @@ from redis.sentinel import MasterNotFoundError
 
 from .client import Tracker
 from .connection import client_from_url
+from .daemon.fleet import Fleet
 from .errors import InvalidInput, RedisATPError
-from .fleet import Fleet
 from .keys import Keys, check_text
-from .worker import Supervisor, WorkerConfig, mask_url
+from .worker import DEFAULT_CONCURRENCY, Supervisor, WorkerConfig, mask_url
 
 __all__ = ["main"]
 
@@ -141,7 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(the seed's ATPD). SIGINT/SIGTERM: warm shutdown; a second one: cold.")
     w.add_argument("-n", "--processes", type=_positive(int), default=os.cpu_count() or 1,
                    help="worker processes (default: CPU count)")
-    w.add_argument("--threads", type=_positive(int), default=1, help="handlers at once per process (default 1)")
+    w.add_argument("--threads", type=_positive(int), default=1,
+                   help="sync handlers at once per process, in threads (default 1)")
+    w.add_argument("--concurrency", type=_positive(int), default=DEFAULT_CONCURRENCY,
+                   help=f"async def handlers at once per process, on its event loop (default {DEFAULT_CONCURRENCY})")
     w.add_argument("-p", "--path", action="append", default=[], help="add a directory to sys.path (repeatable)")
     w.add_argument("--allow", action="append", default=_env_list("REDIS_ATP_ALLOW"), metavar="PREFIX",
                    help="run only handlers under this module prefix (repeatable; $REDIS_ATP_ALLOW, comma-separated)")
@@ -452,7 +455,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     config = WorkerConfig(url=args.url, namespace=args.namespace, shards=args.shards, processes=args.processes,
                           threads=args.threads, paths=tuple(args.path), allow=allow, burst=args.burst,
                           grace=args.grace, heartbeat=args.heartbeat, wait_for_redis=max(0.0, args.wait_for_redis),
-                          serializer=args.serializer)
+                          serializer=args.serializer, concurrency=args.concurrency)
     return Supervisor(config).run()
 
 

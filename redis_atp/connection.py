@@ -14,17 +14,19 @@ none (pass ``sentinel_kwargs`` through ``options`` otherwise).
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
+import redis.asyncio as aioredis
+from redis.asyncio import cluster as aiocluster
+from redis.asyncio import sentinel as aiosentinel
 from redis.cluster import ClusterNode, RedisCluster
 from redis.sentinel import Sentinel
 
 from .errors import InvalidInput
 
-__all__ = ["client_from_url", "warn_if_evicting", "EvictionPolicyWarning"]
+__all__ = ["client_from_url", "SCHEMES"]
 
 
 def _hosts(netloc: str, url: str) -> list[tuple[str, int]]:
@@ -40,14 +42,15 @@ def _hosts(netloc: str, url: str) -> list[tuple[str, int]]:
 SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "redis+sentinel")
 
 
-def client_from_url(url: str, **options: Any) -> Any:
-    """A redis-py client for ``url`` (see the module docstring); ``options`` go to the client."""
+def client_from_url(url: str, *, asyncio: bool = False, **options: Any) -> Any:
+    """A redis-py client for ``url`` (see the module docstring), from ``redis.asyncio``
+    with ``asyncio``; ``options`` go to the client."""
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme not in SCHEMES:
         raise InvalidInput(f"Redis URL {url!r:.120} must start with one of "
                            + ", ".join(f"{s}://" for s in SCHEMES))
     if scheme not in ("redis+cluster", "redis+sentinel"):
-        return redis.Redis.from_url(url, **options)
+        return (aioredis.Redis if asyncio else redis.Redis).from_url(url, **options)
     parts = urlsplit(url)
     auth: dict[str, Any] = {}
     if parts.username:
@@ -56,6 +59,9 @@ def client_from_url(url: str, **options: Any) -> Any:
         auth["password"] = unquote(parts.password)
     hosts = _hosts(parts.netloc, url)
     if scheme == "redis+cluster":
+        if asyncio:
+            return aiocluster.RedisCluster(startup_nodes=[aiocluster.ClusterNode(h, p) for h, p in hosts],
+                                           **auth, **options)
         nodes = [ClusterNode(h, p) for h, p in hosts]  # type: ignore[no-untyped-call]
         return RedisCluster(startup_nodes=nodes, **auth, **options)
     path = [p for p in parts.path.split("/") if p]
@@ -64,36 +70,6 @@ def client_from_url(url: str, **options: Any) -> Any:
     db = int(path[1]) if len(path) > 1 else 0
     sentinel_kwargs = options.pop("sentinel_kwargs", None)
     timeouts = {k: options[k] for k in ("socket_timeout", "socket_connect_timeout") if k in options}
-    sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs or timeouts or None)  # type: ignore[no-untyped-call]
-    return sentinel.master_for(path[0], db=db, **auth, **options)  # type: ignore[no-untyped-call]
-
-
-class EvictionPolicyWarning(RuntimeWarning):
-    """Redis may evict keys (``maxmemory-policy`` is not ``noeviction``): queue state could vanish."""
-
-
-_warned: set[str] = set()
-
-
-def warn_if_evicting(client: Any) -> None:
-    """Warn once per server if its ``maxmemory-policy`` lets Redis evict our keys."""
-    try:
-        where = repr(client.get_connection_kwargs())
-    except Exception:
-        where = repr(client)
-    if where in _warned:
-        return
-    _warned.add(where)
-    try:
-        policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
-    except Exception:  # CONFIG may be renamed or refused (managed Redis); nothing to check
-        return
-    if isinstance(policy, bytes):
-        policy = policy.decode()
-    if policy and policy != "noeviction":
-        warnings.warn(
-            f"Redis maxmemory-policy is {policy!r}: Redis may evict task and queue keys "
-            "silently; set it to 'noeviction' for redis-atp",
-            EvictionPolicyWarning,
-            stacklevel=4,
-        )
+    sentinel_class = aiosentinel.Sentinel if asyncio else Sentinel
+    sentinel = sentinel_class(hosts, sentinel_kwargs=sentinel_kwargs or timeouts or None)
+    return sentinel.master_for(path[0], db=db, **auth, **options)

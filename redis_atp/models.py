@@ -1,17 +1,14 @@
-"""What the tracker returns besides plain tuples: task types, started tasks, log records."""
+"""What the tracker returns besides plain tuples: task types, claims, started tasks, log
+records. Plain data: nothing here talks to Redis."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
 
 from .status import Status
 
-if TYPE_CHECKING:
-    from .taskstatus import TaskStatus
-
-__all__ = ["TaskType", "StartedTask", "LogRecord", "parse_record"]
+__all__ = ["TaskType", "Claim", "StartedTask", "LogRecord", "parse_record"]
 
 #: ``(time, (code, name), message)``, as ``getTaskLog`` returns them.
 LogRecord = tuple[datetime, tuple[Status, str], str]
@@ -32,22 +29,27 @@ class TaskType:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A task claimed by one run (``Tracker.claim``): its id and the run's fencing token,
+    to pass as ``token=`` (or to a ``TaskStatus``) so that calls fail with
+    :class:`~redis_atp.StaleTask` once the run has lost the task."""
+
+    task_id: int
+    token: int
+
+
+@dataclass(frozen=True)
 class StartedTask:
-    """A task claimed and started in one call (``Tracker.claim_started``, ``Tracker.advance``).
+    """A task claimed and started in one call (the worker's ``advance``): RUNNING under
+    the run ``token``. ``raw_input`` is the stored input, decoded by whoever runs it, so
+    a task whose input cannot be decoded still arrives, and fails on its own."""
 
-    ``input`` decodes ``raw_input`` with the tracker's serializer on each access, so a
-    task whose stored input cannot be decoded still arrives, and fails on its own.
-    """
-
-    status: TaskStatus
+    task_id: int
+    token: int
     type: str
     identifier: str
     handler: str
     raw_input: bytes | None
-
-    @property
-    def input(self) -> Any:
-        return self.status.tracker.serializer.unpack(self.raw_input)
 
 
 def parse_record(raw: bytes) -> LogRecord:

@@ -1,17 +1,18 @@
-"""``TaskStatus``: a handler's view of its task, with the seed's methods, and the
-seed's lock helpers (``DummyLock``, ``dbLocker``)."""
+"""``TaskStatus``: a handler's view of its task, with the seed's methods, its coroutine
+twin ``AsyncTaskStatus`` for ``async def`` handlers, and the seed's lock helpers
+(``DummyLock``, ``dbLocker``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from .aio import AsyncTracker
+from .client import Tracker
+from .defaults import get_default_tracker
 from .status import Status
 
-if TYPE_CHECKING:
-    from .client import Tracker
-
-__all__ = ["TaskStatus", "DummyLock", "dbLocker", "Lock"]
+__all__ = ["TaskStatus", "AsyncTaskStatus", "DummyLock", "dbLocker", "Lock"]
 
 T = TypeVar("T")
 
@@ -49,15 +50,7 @@ def dbLocker(dbLock: Lock | None, func: Callable[..., T], *prm: Any, **kprm: Any
         lock.release()
 
 
-class TaskStatus:
-    """The interface a handler gets to its task: ``handler(task_status, input)``.
-
-    Built by hand, ``TaskStatus(task_id)`` acts on the default tracker and unfenced,
-    as in the seed. The worker hands each run one bound to that run
-    (``tracker`` and ``token``): its status and response calls then fail with
-    :class:`~redis_atp.StaleTask` once the run has lost the task.
-    """
-
+class _Constants:
     UNDEFINED = Status.UNDEFINED
     ACCEPTED = Status.ACCEPTED
     SCHEDULED = Status.SCHEDULED
@@ -65,6 +58,16 @@ class TaskStatus:
     PAUSED = Status.PAUSED
     FINISHED = Status.FINISHED
     FAILED = Status.FAILED
+
+
+class TaskStatus(_Constants):
+    """The interface a handler gets to its task: ``handler(task_status, input)``.
+
+    Built by hand, ``TaskStatus(task_id)`` acts on the default tracker and unfenced,
+    as in the seed. The worker hands each run one bound to that run
+    (``tracker`` and ``token``): its status and response calls then fail with
+    :class:`~redis_atp.StaleTask` once the run has lost the task.
+    """
 
     def __init__(self, task_id: int, dbLock: Lock | None = None, *,  # noqa: N803
                  tracker: Tracker | None = None, token: int | None = None) -> None:
@@ -77,8 +80,6 @@ class TaskStatus:
     def tracker(self) -> Tracker:
         """The tracker this task lives in (the default tracker when built by hand)."""
         if self._tracker is None:
-            from .tracker import get_default_tracker
-
             self._tracker = get_default_tracker()
         return self._tracker
 
@@ -117,3 +118,49 @@ class TaskStatus:
         """Store (or replace) the task's response and its MIME type."""
         dbLocker(self.dbLock, self.tracker.set_task_response, self.task_id, response, mimeType,
                  token=self.token)
+
+
+class AsyncTaskStatus(_Constants):
+    """What an ``async def`` handler gets: :class:`TaskStatus`'s methods as coroutines
+    (``await task_status.setRunning("half way")``), bound to its run on an
+    :class:`~redis_atp.aio.AsyncTracker`. No lock: every state change is one script."""
+
+    def __init__(self, task_id: int, *, tracker: AsyncTracker, token: int | None = None) -> None:
+        self.task_id = task_id
+        self.token = token
+        self.tracker = tracker
+
+    def __repr__(self) -> str:
+        return f"<AsyncTaskStatus task_id={self.task_id} token={self.token}>"
+
+    async def getInfo(self) -> tuple[str, str, Status, str]:  # noqa: N802
+        """``(type, identifier, code, name)`` of the task."""
+        return await self.tracker.get_task_info(self.task_id)
+
+    async def getIdentifier(self) -> tuple[str, str]:  # noqa: N802
+        """``(type, identifier)`` of the task."""
+        return await self.tracker.get_task_identifier(self.task_id)
+
+    async def getStatus(self) -> tuple[Status, str]:  # noqa: N802
+        """``(code, name)`` of the task's status."""
+        return await self.tracker.get_task_status(self.task_id)
+
+    async def setSuccess(self, message: str = "") -> None:  # noqa: N802
+        """Mark the task FINISHED."""
+        await self.tracker.stop_task_success(self.task_id, message, token=self.token)
+
+    async def setFailure(self, message: str = "") -> None:  # noqa: N802
+        """Mark the task FAILED."""
+        await self.tracker.stop_task_failure(self.task_id, message, token=self.token)
+
+    async def setPaused(self, message: str = "") -> None:  # noqa: N802
+        """Mark the task PAUSED (refreshes its deadline)."""
+        await self.tracker.pause_task(self.task_id, message, token=self.token)
+
+    async def setRunning(self, message: str = "") -> None:  # noqa: N802
+        """Mark the task RUNNING (refreshes its deadline: a long handler's progress report)."""
+        await self.tracker.resume_task(self.task_id, message, token=self.token)
+
+    async def storeResponse(self, response: str | bytes, mimeType: str = "text/xml") -> None:  # noqa: N802, N803
+        """Store (or replace) the task's response and its MIME type."""
+        await self.tracker.set_task_response(self.task_id, response, mimeType, token=self.token)

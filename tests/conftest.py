@@ -6,6 +6,7 @@ With CI=true a missing real Redis fails the run; locally it skips those tests.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Iterator
@@ -14,7 +15,8 @@ from typing import Any
 import pytest
 import redis
 
-from redis_atp import Tracker
+from redis_atp import TaskStatus, Tracker
+from redis_atp.daemon.protocol import Run
 
 from .clusterserver import LocalCluster
 from .redisserver import RedisServer
@@ -103,6 +105,59 @@ def namespace_keys(client: Any, namespace: str) -> list[bytes]:
     for pattern in (f"atp:{{{namespace}}}:*", f"atp:{{{namespace}/*"):
         found.update(client.scan_iter(match=pattern, count=1000))
     return sorted(found)
+
+
+def async_client(request: pytest.FixtureRequest) -> Any:
+    """A ``redis.asyncio`` client on the backend of the test's ``client`` fixture."""
+    backend = request.node.callspec.params.get("client", "redis")
+    if backend == "cluster":
+        from redis.asyncio.cluster import RedisCluster
+
+        return RedisCluster(host="127.0.0.1", port=request.getfixturevalue("cluster").port)
+    if backend == "fakeredis":
+        import fakeredis
+
+        return fakeredis.FakeAsyncRedis(server=request.getfixturevalue("fake_server"))
+    import redis.asyncio
+
+    return redis.asyncio.Redis.from_url(request.getfixturevalue("redis_url"))
+
+
+class AsyncFace:
+    """An :class:`~redis_atp.aio.AsyncTracker` addressed like a ``Tracker``: each call runs
+    the coroutine twin to completion on this face's own event loop, so one test body
+    checks both faces."""
+
+    def __init__(self, tracker: Tracker, client: Any) -> None:
+        from redis_atp.aio import AsyncTracker
+
+        self.loop = asyncio.new_event_loop()
+        self.atracker = AsyncTracker(client, tracker.namespace, shards=tracker.shards,
+                                     serializer=tracker.serializer.name)
+        self.client = client
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.atracker, name)
+        if not asyncio.iscoroutinefunction(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self.loop.run_until_complete(method(*args, **kwargs))
+        return call
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.client.aclose())
+        self.loop.close()
+
+
+def bound(tracker: Tracker, run: Run) -> TaskStatus:
+    """A ``TaskStatus`` bound to ``run`` (a claim or a started task), as the worker builds one."""
+    return TaskStatus(run.task_id, tracker=tracker, token=run.token)
+
+
+def runs(tracker: Tracker, owner: str, **options: Any) -> list[TaskStatus]:
+    """``tracker.claim(owner, ...)``, each claim as a bound ``TaskStatus``."""
+    return [bound(tracker, c) for c in tracker.claim(owner, **options)]
 
 
 def live_queue(tracker: Tracker, shard: int = 0) -> list[int]:

@@ -10,7 +10,7 @@ from redis.crc import key_slot
 
 from redis_atp import DuplicateTask, InvalidInput, TaskNotFound, TaskTypeNotFound, Tracker
 
-from .conftest import namespace_keys
+from .conftest import namespace_keys, runs
 
 HANDLER = "redis_atp.tracker.dummyHandler"
 HOSTILE = ["a:b", "{x}", "}{", "*", "?[a]", "with space", "line\nbreak", "tab\t", "ünïcødé ✓", "日本語",
@@ -27,7 +27,7 @@ def test_hostile_identifiers_round_trip(tracker: Tracker, ident: str) -> None:
     tid = tracker.enqueue_task(ident, ident, {ident: ident})
     assert tracker.get_task_info(tid) == (ident, ident, 1, "ACCEPTED")
     assert tracker.get_task_status_by_identifier(ident, ident)[1] == "ACCEPTED"
-    [run] = tracker.claim(ident)
+    [run] = runs(tracker, ident)
     assert tracker.start_task(tid, token=run.token) == (ident, ident, HANDLER, {ident: ident})
     run.setSuccess(ident)
     assert tracker.get_task_log(ident, ident)[-1][2] == ident

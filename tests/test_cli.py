@@ -14,7 +14,7 @@ import pytest
 
 from redis_atp import Tracker
 
-from .conftest import delete_namespace
+from .conftest import delete_namespace, runs
 from .fleetproc import handler_dir
 
 
@@ -46,7 +46,7 @@ def test_types_enqueue_show_lifecycle(cli: Any, real_tracker: Tracker) -> None:
     r = cli("enqueue", "render", "job 1", "--input", '{"scale": 2}', "--message", "from the cli")
     assert r.returncode == 0 and r.stdout.strip() == "enqueued task 1 (render::job 1)"
     assert json.loads(cli("enqueue", "render", "job-2", "--json").stdout) == {"id": 2}
-    [run] = real_tracker.claim("w")
+    [run] = runs(real_tracker, "w")
     run.storeResponse("<ok/>", "text/xml")
     run.setSuccess("done")
     r = cli("show", "render", "job 1")
@@ -286,7 +286,7 @@ def test_key_prints_a_task_s_key_names(cli: Any, real_tracker: Tracker) -> None:
 def test_show_of_a_requeued_task_names_no_current_owner(cli: Any, real_tracker: Tracker) -> None:
     real_tracker.register_task_type("t", "os.path.join")
     tid = real_tracker.enqueue_task("t", "x", None)
-    real_tracker.claim("old-worker")
+    runs(real_tracker, "old-worker")
     real_tracker.reenqueue_task(tid)
     r = cli("show", "--id", str(tid))
     assert "owner      -" in r.stdout and "last run's owner old-worker" in r.stdout

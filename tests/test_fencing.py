@@ -8,6 +8,9 @@ import time
 import pytest
 
 from redis_atp import StaleTask, Status, Tracker
+from redis_atp.daemon.protocol import Claims
+
+from .conftest import bound, runs
 
 HANDLER = "redis_atp.tracker.dummyHandler"
 
@@ -15,7 +18,7 @@ HANDLER = "redis_atp.tracker.dummyHandler"
 def _lose_to_zombie_recovery(tracker: Tracker) -> tuple[int, object]:
     tracker.register_task_type("t", HANDLER, timeout=0.1, maxrestart=3)
     tid = tracker.enqueue_task("t", "x", 1)
-    [old] = tracker.claim("w1")
+    [old] = runs(tracker, "w1")
     tracker.start_task(tid, token=old.token)
     time.sleep(0.2)
     assert tracker.reenqueue_zombie_tasks() == [(tid, "t::x")]
@@ -36,7 +39,7 @@ def test_stale_run_is_refused_while_task_is_queued_again(tracker: Tracker) -> No
 def test_stale_run_cannot_touch_the_new_run(tracker: Tracker) -> None:
     tid, old = _lose_to_zombie_recovery(tracker)
     tracker.register_task_type("t", HANDLER, timeout=60, maxrestart=3)
-    [new] = tracker.claim("w2")
+    [new] = runs(tracker, "w2")
     assert new.token != old.token  # type: ignore[attr-defined]
     tracker.start_task(tid, token=new.token)
     new.setPaused("step 1")
@@ -55,7 +58,7 @@ def test_stale_run_cannot_touch_the_new_run(tracker: Tracker) -> None:
 def test_run_ends_with_its_terminal_status(tracker: Tracker) -> None:
     tracker.register_task_type("t", HANDLER)
     tid = tracker.enqueue_task("t", "x", 1)
-    [run] = tracker.claim("w1")
+    [run] = runs(tracker, "w1")
     run.setSuccess("ok")
     with pytest.raises(StaleTask):
         run.setFailure("second thoughts")
@@ -73,7 +76,7 @@ def test_operator_path_stays_unfenced(tracker: Tracker) -> None:
 def test_operator_requeue_fences_out_the_running_worker(tracker: Tracker) -> None:
     tracker.register_task_type("t", HANDLER)
     tid = tracker.enqueue_task("t", "x", 1)
-    [run] = tracker.claim("w1")
+    [run] = runs(tracker, "w1")
     tracker.reenqueue_task(tid, "operator moves it")
     with pytest.raises(StaleTask):
         run.setRunning("still here")
@@ -83,22 +86,22 @@ def test_operator_requeue_fences_out_the_running_worker(tracker: Tracker) -> Non
 def test_advance_ends_a_run_and_starts_the_next_in_one_call(tracker: Tracker) -> None:
     tracker.register_task_type("t", HANDLER)
     a, b = tracker.enqueue_task("t", "a", {"n": 1}), tracker.enqueue_task("t", "b", {"n": 2})
-    ending, _, [first] = tracker.advance("w")
-    assert ending == 0 and first.status.task_id == a and first.input == {"n": 1}
+    ending, _, [first] = Claims(tracker).advance("w")
+    assert ending == 0 and first.task_id == a and tracker.serializer.unpack(first.raw_input) == {"n": 1}
     assert tracker.get_task_status(a) == (Status.RUNNING, "RUNNING")
-    ending, _, [second] = tracker.advance("w", (first.status, Status.FAILED, "ValueError: x"))
-    assert ending == 1 and second.status.task_id == b
+    ending, _, [second] = Claims(tracker).advance("w", (first, Status.FAILED, "ValueError: x"))
+    assert ending == 1 and second.task_id == b
     assert tracker.get_task_log("t", "a")[-1][1:] == ((Status.FAILED, "FAILED"), "ValueError: x")
-    second.status.setSuccess("the handler ended it")
-    ending, _, rest = tracker.advance("w", (second.status, Status.FINISHED, ""))
+    bound(tracker, second).setSuccess("the handler ended it")
+    ending, _, rest = Claims(tracker).advance("w", (second, Status.FINISHED, ""))
     assert ending == 0 and rest == []  # already ended by its handler; queue empty
     assert [m for _, _, m in tracker.get_task_log("t", "b")][-1] == "the handler ended it"
 
 
 def test_advance_reports_a_stale_ending_and_leaves_the_new_run_alone(tracker: Tracker) -> None:
     tid, old = _lose_to_zombie_recovery(tracker)
-    ending, _, [new] = tracker.advance("w2", None)
-    assert new.status.task_id == tid
-    ending, _, _ = tracker.advance("w1", (old, Status.FINISHED, "late"))  # type: ignore[arg-type]
+    ending, _, [new] = Claims(tracker).advance("w2", None)
+    assert new.task_id == tid
+    ending, _, _ = Claims(tracker).advance("w1", (old, Status.FINISHED, "late"))  # type: ignore[arg-type]
     assert ending == -5  # Code.STALE
     assert tracker.get_task_status(tid) == (Status.RUNNING, "RUNNING")

@@ -9,7 +9,7 @@ from redis.crc import key_slot
 from redis_atp import Tracker
 from redis_atp.keys import IDS_PER_BUCKET, Keys
 
-from .conftest import namespace_keys
+from .conftest import namespace_keys, runs
 
 HANDLER = "redis_atp.tracker.dummyHandler"
 
@@ -18,12 +18,12 @@ def test_full_lifecycle_keys_share_one_slot_and_prefix(tracker: Tracker) -> None
     tracker = Tracker(tracker.client, tracker.namespace, max_queue_size=0)
     tracker.register_task_type("t", HANDLER, timeout=0.1, timeret=60, maxrestart=1)
     ids = [tracker.enqueue_task("t", f"task {i}", i) for i in range(150)]  # two id buckets
-    runs = tracker.claim("worker/1", count=5)
-    tracker.start_task(ids[0], token=runs[0].token)
-    runs[0].setPaused()
-    runs[1].storeResponse(b"\x00")
-    runs[1].setSuccess()
-    runs[2].setFailure()
+    got = runs(tracker, "worker/1", count=5)
+    tracker.start_task(ids[0], token=got[0].token)
+    got[0].setPaused()
+    got[1].storeResponse(b"\x00")
+    got[1].setSuccess()
+    got[2].setFailure()
     mid = namespace_keys(tracker.client, tracker.namespace)
     time.sleep(0.15)
     tracker.reenqueue_zombie_tasks()

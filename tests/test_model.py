@@ -37,10 +37,11 @@ from redis_atp import (
     TaskStatus,
     Tracker,
 )
-from redis_atp.fleet import Fleet
+from redis_atp.daemon.fleet import Fleet
+from redis_atp.daemon.protocol import Claims
 from redis_atp.keys import Keys
 
-from .conftest import delete_namespace, live_queue
+from .conftest import bound, delete_namespace, live_queue, runs
 
 HANDLER = "redis_atp.tracker.dummyHandler"
 TYPES = ("a", "b")
@@ -326,7 +327,7 @@ class TrackerMachine(RuleBasedStateMachine):
     def claim(self, owner: str, k: int) -> None:
         expected = self._claim(owner, k, start=False)
         try:
-            got = self.tracker.claim(owner, count=k)
+            got = runs(self.tracker, owner, count=k)
         except QueueEmpty:
             got = []
         assert [ts.task_id for ts in got] == [t.id for t in expected]
@@ -433,7 +434,7 @@ class TrackerMachine(RuleBasedStateMachine):
         ending_ok, ends = {0}, None
         if ended is not None:
             ending_ok, ends = self._expect_ending(*ended)
-        ending, queued, started = self.tracker.advance(
+        ending, queued, started = Claims(self.tracker).advance(
             owner, None if ended is None else (ended[0], ended[1], "advanced"), count=1, wait=wait)
         assert ending in ending_ok, f"ending {ending}, model expects {ending_ok}"
         event(f"advance ending {ending}")
@@ -447,17 +448,17 @@ class TrackerMachine(RuleBasedStateMachine):
             claimed = self._claim(owner, 1, start=True)
             t = claimed[0] if claimed else None
         assert queued == len(self.queue)
-        assert [s.status.task_id for s in started] == ([] if t is None else [t.id])
+        assert [s.task_id for s in started] == ([] if t is None else [t.id])
         if t is not None:
             st_ = started[0]
             assert (st_.type, st_.identifier, st_.handler) == (t.type, t.ident, HANDLER)
             if not isinstance(t.token, _Unknown):
-                assert st_.status.token == t.token
-            t.token = st_.status.token
+                assert st_.token == t.token
+            t.token = st_.token
             if owner in self.waiters:
                 self.waiters.remove(owner)
                 del self.waiter_token[owner]
-            self.held.append(st_.status)
+            self.held.append(bound(self.tracker, st_))
             return
         if wait:
             if owner not in self.waiters:
@@ -471,11 +472,11 @@ class TrackerMachine(RuleBasedStateMachine):
     @rule(owner=st.sampled_from(OWNERS))
     def take_handoff(self, owner: str) -> None:
         t = self._take_mailbox(owner)
-        started = self.tracker.take_handoff(owner, 0.001)
-        assert [s.status.task_id for s in started] == ([] if t is None else [t.id])
+        started = Claims(self.tracker).take_handoff(owner, 0.001)
+        assert [s.task_id for s in started] == ([] if t is None else [t.id])
         if t is not None:
-            assert started[0].status.token == t.token
-            self.held.append(started[0].status)
+            assert started[0].token == t.token
+            self.held.append(bound(self.tracker, started[0]))
 
     @rule(owner=st.sampled_from(OWNERS), keep_i=st.lists(TASK, max_size=2))
     def release(self, owner: str, keep_i: list[int]) -> None:

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from redis_atp import InvalidInput, StaleTask, Status, Tracker
-from redis_atp.fleet import Fleet
+from redis_atp.daemon.fleet import Fleet
+from redis_atp.daemon.protocol import Claims
 from redis_atp.keys import Keys
 
-from .conftest import delete_namespace, live_queue
+from .conftest import delete_namespace, live_queue, runs
 from .redisserver import RedisServer
 
 HANDLER = "redis_atp.tracker.dummyHandler"
@@ -52,16 +53,16 @@ def slow_scripts(tracker: Tracker) -> list[Any]:
 def test_advance_only_returns_tasks_it_started(tracker: Tracker) -> None:
     tracker.register_task_type("t", HANDLER)
     tracker.enqueue_many([("t", str(i), i) for i in range(3)])
-    _, queued, [task] = tracker.advance("w/0")
+    _, queued, [task] = Claims(tracker).advance("w/0")
     assert queued == 2
-    assert tracker.get_task_status(task.status.task_id) == (Status.RUNNING, "RUNNING")
-    assert tracker.describe_task(task.status.task_id)["owner"] == "w/0"
+    assert tracker.get_task_status(task.task_id) == (Status.RUNNING, "RUNNING")
+    assert tracker.describe_task(task.task_id)["owner"] == "w/0"
 
 
 @pytest.mark.parametrize("meanwhile", ["delete", "cancel", "requeue", "reclaimed", "force-unregister"])
 def test_a_hand_off_whose_claim_is_gone_is_never_started(tracker: Tracker, meanwhile: str) -> None:
     tracker.register_task_type("t", HANDLER, timeout=3600)
-    assert tracker.advance("idle/0", wait=True)[2] == []
+    assert Claims(tracker).advance("idle/0", wait=True)[2] == []
     tid = tracker.enqueue_task("t", "x", 1)  # handed to idle/0: SCHEDULED in its name, id in its mailbox
     assert tracker.get_task_status(tid)[1] == "SCHEDULED"
     if meanwhile == "delete":
@@ -75,11 +76,11 @@ def test_a_hand_off_whose_claim_is_gone_is_never_started(tracker: Tracker, meanw
         time.sleep(0.01)
         assert [z[0] for z in tracker.reap_zombies()] == [tid]  # back to the queue
         tracker.register_task_type("t", HANDLER, timeout=3600)
-        [other] = tracker.claim("other")
+        [other] = runs(tracker, "other")
         assert other.task_id == tid
     else:
         tracker.unregister_task_type("t", force=True)
-    assert tracker.take_handoff("idle/0", 0.01) == []
+    assert Claims(tracker).take_handoff("idle/0", 0.01) == []
     assert tracker.client.llen(tracker.keys.mailbox(Keys.owner_digest(b"idle/0"))) == 0
 
 
@@ -87,20 +88,20 @@ def test_advance_starts_the_handed_task_before_claiming_from_the_queue(tracker: 
     """A slot whose wait timed out just before a hand-off: its next step takes that task
     (it would otherwise sit SCHEDULED in the mailbox while the slot runs another)."""
     tracker.register_task_type("t", HANDLER)
-    tracker.advance("w/0", wait=True)
+    Claims(tracker).advance("w/0", wait=True)
     handed = tracker.enqueue_task("t", "handed", 1)
     queued = tracker.enqueue_task("t", "queued", 2)  # no waiter left: queued
-    _, left, [task] = tracker.advance("w/0")
-    assert task.status.task_id == handed and left == 1
+    _, left, [task] = Claims(tracker).advance("w/0")
+    assert task.task_id == handed and left == 1
     assert tracker.get_task_status(handed)[1] == "RUNNING"
     assert tracker.get_task_status(queued)[1] == "ACCEPTED"
 
 
 def test_a_claiming_owner_stops_waiting(tracker: Tracker) -> None:
     tracker.register_task_type("t", HANDLER)
-    tracker.advance("w/0", wait=True)
+    Claims(tracker).advance("w/0", wait=True)
     tracker.enqueue_task("t", "1", 1)  # handed to w/0
-    tracker.advance("w/0")  # starts it; w/0 is busy now
+    Claims(tracker).advance("w/0")  # starts it; w/0 is busy now
     later = tracker.enqueue_task("t", "2", 2)
     assert tracker.get_task_status(later)[1] == "ACCEPTED"  # not handed to a busy owner
 
@@ -110,7 +111,7 @@ def test_a_run_ending_its_task_again_is_a_no_op(tracker: Tracker) -> None:
     """A retry after a lost reply: the token makes the repeat harmless."""
     tracker.register_task_type("t", HANDLER)
     tid = tracker.enqueue_task("t", "x", 1)
-    [run] = tracker.claim("w")
+    [run] = runs(tracker, "w")
     run.setSuccess("done")
     run.setSuccess("done")
     log = tracker.get_task_log("t", "x")
@@ -132,7 +133,8 @@ def test_the_register_script_checks_its_numbers_before_writing(tracker: Tracker)
     import redis
 
     with pytest.raises(redis.ResponseError, match="invalid number"):
-        tracker._call("register_type", "t", HANDLER, "inf", "-1", "2", extra_keys=(tracker.keys.typeseq,))
+        tracker.io.execute(tracker.ns.call("register_type", "t", HANDLER, "inf", "-1", "2",
+                                           extra_keys=(tracker.keys.typeseq,)))
     assert tracker.list_task_types() == []
 
 
@@ -141,7 +143,7 @@ def test_a_hand_written_bad_timeret_never_breaks_a_task(tracker: Tracker) -> Non
     number = tracker.client.hget(tracker.keys.types, "t").decode()
     tracker.client.hset(tracker.keys.type(number), "timeret", "inf")  # written by hand, not by us
     tid = tracker.enqueue_task("t", "x", 1)
-    [run] = tracker.claim("w")
+    [run] = runs(tracker, "w")
     run.setSuccess()
     assert tracker.get_task_status(tid)[1] == "FINISHED"
     assert tracker.describe_task(tid)["ttl_ms"] is None  # unreadable: kept, as timeret <= 0 would
@@ -151,7 +153,7 @@ def test_a_hand_written_bad_timeret_never_breaks_a_task(tracker: Tracker) -> Non
 def test_a_sub_millisecond_timeret_leaves_no_ghost(tracker: Tracker) -> None:
     tracker.register_task_type("t", HANDLER, timeret=0.0004)
     tid = tracker.enqueue_task("t", "x", 1)
-    [run] = tracker.claim("w")
+    [run] = runs(tracker, "w")
     run.setSuccess()
     time.sleep(0.05)
     key = tracker.shard_keys[0].task(Keys.task_digest(b"t", b"x"))
@@ -165,7 +167,7 @@ def test_a_sub_millisecond_timeret_leaves_no_ghost(tracker: Tracker) -> None:
 def test_a_timeout_turned_off_stops_time_outs_of_live_tasks(tracker: Tracker) -> None:
     tracker.register_task_type("t", HANDLER, timeout=0.05)
     tracker.enqueue_task("t", "x", 1)
-    tracker.claim("w")
+    runs(tracker, "w")
     tracker.register_task_type("t", HANDLER, timeout=0)
     time.sleep(0.1)
     assert tracker.reap_zombies() == [] and tracker.count_overdue() == 0
@@ -174,7 +176,7 @@ def test_a_timeout_turned_off_stops_time_outs_of_live_tasks(tracker: Tracker) ->
 def test_a_timeout_turned_on_reaches_live_tasks(tracker: Tracker) -> None:
     tracker.register_task_type("t", HANDLER, timeout=0)
     tid = tracker.enqueue_task("t", "x", 1)
-    tracker.claim("w")
+    runs(tracker, "w")
     tracker.register_task_type("t", HANDLER, timeout=0.05)
     time.sleep(0.1)
     assert tracker.count_overdue() == 1
@@ -203,7 +205,7 @@ def test_reaping_a_worker_that_renewed_its_heartbeat_keeps_it_registered(tracker
     tid = tracker.enqueue_task("t", "x", 1)
     fleet = Fleet(tracker)
     fleet.beat([("w", 1, 1)])
-    tracker.claim("w/0")
+    runs(tracker, "w/0")
     heartbeat = tracker.keys.worker(Keys.owner_digest(b"w"))
     # the reaper saw the heartbeat missing; the worker renewed it before the release ran
     assert fleet._release(Keys.owner_digest(b"w/0"), "lost", True, guard=heartbeat, deregister="w") is None
@@ -247,14 +249,14 @@ def test_claims_skip_entries_left_behind(tracker: Tracker) -> None:
 def test_store_response_after_the_run_ended_its_task(tracker: Tracker) -> None:
     tracker.register_task_type("t", HANDLER)
     tid = tracker.enqueue_task("t", "x", 1)
-    [run] = tracker.claim("w")
+    [run] = runs(tracker, "w")
     run.setSuccess()
     run.storeResponse("<ok/>")  # the seed's WCS-T handler does this
     assert tracker.get_task_response("t", "x") == ("<ok/>", "text/xml")
     tracker.reenqueue_task(tid)
     with pytest.raises(StaleTask):
         run.storeResponse("late")  # the task was re-queued: that run is over
-    [tracker.claim("w2")[0]]
+    [runs(tracker, "w2")[0]]
     with pytest.raises(StaleTask):
         run.storeResponse("late")
 
@@ -262,7 +264,7 @@ def test_store_response_after_the_run_ended_its_task(tracker: Tracker) -> None:
 def test_a_recovered_run_cannot_end_or_answer_its_task(tracker: Tracker) -> None:
     tracker.register_task_type("t", HANDLER, timeout=0.001, maxrestart=0)
     tid = tracker.enqueue_task("t", "x", 1)
-    [run] = tracker.claim("w")
+    [run] = runs(tracker, "w")
     time.sleep(0.01)
     assert tracker.reap_zombies() == [(tid, "t", "x", Status.FAILED)]  # restart limit: FAILED
     with pytest.raises(StaleTask):

@@ -1,10 +1,17 @@
-"""The public surface: the same objects from both modules, __all__ matching the exports."""
+"""The public surface: the same objects from both modules, __all__ matching the exports,
+an async twin for every method."""
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
+import pytest
+
 import redis_atp
 import redis_atp.tracker as seed
-from redis_atp import STATUS2TEXT, TEXT2STATUS, Status, TaskStatus
+from redis_atp import STATUS2TEXT, TEXT2STATUS, AsyncTaskStatus, InvalidInput, Status, TaskStatus, Tracker
+from redis_atp.aio import AsyncTracker
 
 
 def test_all_matches_exports() -> None:
@@ -44,3 +51,41 @@ def test_error_tree() -> None:
     for name in ("QueueException", "TaskNotFound", "TaskTypeNotFound", "StaleTask", "DuplicateTask",
                  "InvalidInput", "InvalidTransition", "TaskTypeInUse"):
         assert issubclass(getattr(redis_atp, name), redis_atp.RedisATPError)
+
+
+def _public(cls: type) -> dict[str, Any]:
+    return {n: getattr(cls, n) for n in dir(cls) if not n.startswith("_") and callable(getattr(cls, n))}
+
+
+def test_every_tracker_method_has_an_async_twin_with_the_same_signature() -> None:
+    sync, aio = _public(Tracker), _public(AsyncTracker)
+    assert set(sync) == set(aio)
+    for name, method in sync.items():
+        twin = aio[name]
+        assert inspect.signature(method).parameters == inspect.signature(twin).parameters, name
+        if name != "from_url":
+            assert inspect.iscoroutinefunction(twin), name
+
+
+def test_the_async_task_status_has_every_seed_method_as_a_coroutine() -> None:
+    for name in ("getInfo", "getIdentifier", "getStatus", "setSuccess", "setFailure", "setPaused", "setRunning",
+                 "storeResponse"):
+        sync, twin = getattr(TaskStatus, name), getattr(AsyncTaskStatus, name)
+        assert inspect.iscoroutinefunction(twin) and not inspect.iscoroutinefunction(sync), name
+        assert inspect.signature(sync) == inspect.signature(twin), name
+    assert AsyncTaskStatus.FINISHED == TaskStatus.FINISHED
+
+
+def test_the_worker_protocol_is_not_on_the_tracker() -> None:
+    for name in ("advance", "take_handoff", "claim_started", "wait_for_work", "retire_step"):
+        assert not hasattr(Tracker, name) and not hasattr(AsyncTracker, name), name
+
+
+def test_a_face_refuses_the_other_kind_of_client() -> None:
+    import redis
+    import redis.asyncio
+
+    with pytest.raises(InvalidInput, match="AsyncTracker"):
+        Tracker(redis.asyncio.Redis())
+    with pytest.raises(InvalidInput, match="redis_atp.Tracker"):
+        AsyncTracker(redis.Redis())

@@ -7,7 +7,7 @@ import time
 
 from redis_atp import Tracker
 
-from .conftest import namespace_keys
+from .conftest import namespace_keys, runs
 
 HANDLER = "redis_atp.tracker.dummyHandler"
 
@@ -22,7 +22,7 @@ def _task_keys(tracker: Tracker) -> set[bytes]:
 def test_every_key_of_a_finished_task_expires(tracker: Tracker) -> None:
     tracker.register_task_type("t", HANDLER, timeret=0.3)
     tid = tracker.enqueue_task("t", "x", {"big": "x" * 500})
-    [run] = tracker.claim("w")
+    [run] = runs(tracker, "w")
     run.storeResponse("r" * 1000, "text/plain")
     run.setSuccess()
     keys = _task_keys(tracker)
@@ -40,7 +40,7 @@ def test_nothing_expires_when_kept_forever(tracker: Tracker) -> None:
     tracker.register_task_type("z", HANDLER, timeret=0)
     for t in ("t", "z"):
         tracker.enqueue_task(t, "x", 1)
-        [run] = tracker.claim("w")
+        [run] = runs(tracker, "w")
         run.setFailure()
     assert all(tracker.client.pttl(k) == -1 for k in namespace_keys(tracker.client, tracker.namespace))
 

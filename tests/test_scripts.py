@@ -13,6 +13,8 @@ from redis_atp import Status, Tracker
 from redis_atp.errors import Code, error_for_code
 from redis_atp.scripts import SCRIPT_NAMES, script
 
+from .conftest import runs
+
 LUA = files("redis_atp") / "lua"
 HANDLER = "redis_atp.tracker.dummyHandler"
 
@@ -69,7 +71,7 @@ def test_recovers_from_script_flush(tracker: Tracker) -> None:
     tracker.client.script_flush()
     assert tracker.enqueue_many([("t", f"b{i}", i) for i in range(5)], chunk=2)[0] == tid + 1
     tracker.client.script_flush()
-    [run] = tracker.claim("w")
+    [run] = runs(tracker, "w")
     tracker.client.script_flush()
     run.setSuccess()
     assert tracker.get_task_status(tid) == (Status.FINISHED, "FINISHED")

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 import redis_atp.tracker as seed
-from redis_atp import InvalidInput, QueueEmpty, QueueFull, Status, Tracker
+from redis_atp import InvalidInput, QueueEmpty, QueueFull, Status, Tracker, defaults
+from redis_atp.daemon.protocol import Claims
 from redis_atp.keys import Keys
 
-from .conftest import delete_namespace
+from .conftest import delete_namespace, runs
 
 HANDLER = "redis_atp.tracker.dummyHandler"
 
@@ -43,7 +44,7 @@ def module_face(real_client: Any, namespace: str) -> Iterator[Tracker]:
     tracker = seed.configure(client=real_client, namespace=namespace)
     yield tracker
     delete_namespace(real_client, namespace)
-    seed._default = None
+    defaults._default = None
 
 
 def _atpd_round(server_id: int, handlers: dict[str, Any]) -> int:
@@ -107,7 +108,7 @@ def test_wcst_with_pickle_objects_and_response_after_success(real_client: Any, n
         req = ParsedRequest("cov-1", (0.0, 1.5, 2.0, 3.5), dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc),
                             frozenset({"a", "b"}))
         tid = seed.enqueueTask("wcst", "req-1", req)
-        [run] = producer.claim("atpd")
+        [run] = runs(producer, "atpd")
         type_, ident, handler, data = producer.start_task(tid, token=run.token)
         assert data == req and type(data) is ParsedRequest
         wcst_handler(run, data)
@@ -115,7 +116,7 @@ def test_wcst_with_pickle_objects_and_response_after_success(real_client: Any, n
         assert seed.getTaskStatus(tid) == (Status.FINISHED, "FINISHED")
     finally:
         delete_namespace(real_client, namespace)
-        seed._default = None
+        defaults._default = None
 
 
 @pytest.mark.parametrize("value", [(1, "a"), {1, 2}, dt.datetime(2026, 1, 1), 2**64 + 5, -(2**70),
@@ -142,9 +143,9 @@ def test_an_unreadable_stored_input_is_a_clear_error_not_a_crash(tracker: Tracke
     tid = tracker.enqueue_task("t", "x", 1)
     key = tracker.describe_task(tid)["key"]
     tracker.client.hset(key, "input", b"\xc1")  # never valid msgpack: written by hand
-    [started] = tracker.claim_started("w")
+    [started] = Claims(tracker).claim_started("w")
     with pytest.raises(ValueError):
-        _ = started.input
+        tracker.serializer.unpack(started.raw_input)
     assert tracker.describe_task(tid)["input"] == b"\xc1"  # show falls back to the raw bytes
     with pytest.raises(InvalidInput, match="cannot be decoded"):
         tracker.get_task_input(tid)
@@ -169,7 +170,7 @@ def test_configure_arguments_left_out_take_their_defaults(real_client: Any, name
     finally:
         delete_namespace(real_client, namespace)
         delete_namespace(real_client, namespace + "-b")
-        seed._default = None
+        defaults._default = None
 
 
 # ---------------------------------------------------------------- one queue limit for everyone

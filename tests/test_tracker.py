@@ -24,9 +24,10 @@ from redis_atp import (
     TaskTypeInUse,
     TaskTypeNotFound,
     Tracker,
+    defaults,
 )
 
-from .conftest import delete_namespace, live_queue, namespace_keys
+from .conftest import AsyncFace, async_client, delete_namespace, live_queue, namespace_keys
 
 
 def _camel(name: str) -> str:
@@ -59,14 +60,18 @@ def queue_ids(tracker: Tracker) -> list[int]:
     return [tid for shard in range(tracker.shards) for tid in live_queue(tracker, shard)]
 
 
-@pytest.fixture(params=["Tracker", "module"])
+@pytest.fixture(params=["Tracker", "AsyncTracker", "module"])
 def api(request: pytest.FixtureRequest, tracker: Tracker) -> Iterator[Any]:
-    """Both faces of the API on the same tracker."""
+    """Every face of the API on the same namespace: sync, asyncio, the seed's module."""
     if request.param == "Tracker":
         yield tracker
+    elif request.param == "AsyncTracker":
+        face = AsyncFace(tracker, async_client(request))
+        yield face
+        face.close()
     else:
         yield SeedFace(tracker)
-        seed._default = None
+        defaults._default = None
 
 
 HANDLER = "redis_atp.tracker.dummyHandler"
@@ -467,7 +472,7 @@ def test_module_api_uses_the_environment(monkeypatch: pytest.MonkeyPatch, redis_
                                          namespace: str) -> None:
     monkeypatch.setenv("REDIS_ATP_URL", redis_url)
     monkeypatch.setenv("REDIS_ATP_NAMESPACE", namespace)
-    monkeypatch.setattr(seed, "_default", None)
+    monkeypatch.setattr(defaults, "_default", None)
     try:
         seed.registerTaskType("t", HANDLER)
         tid = seed.enqueueTask("t", "x", 1)

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from redis_atp import Status, Tracker
-from redis_atp.fleet import Fleet
+from redis_atp.daemon.fleet import Fleet
 
 from .fleetproc import all_ended, counts, start, wait_until
 from .redisserver import RedisServer

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from redis_atp import Tracker
-from redis_atp.fleet import Fleet
+from redis_atp.daemon.fleet import Fleet
 
 from .conftest import delete_namespace
 from .fleetproc import all_ended, counts, start, wait_until

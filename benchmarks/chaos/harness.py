@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from redis_atp import Tracker
-from redis_atp.fleet import Fleet
+from redis_atp.daemon.fleet import Fleet
 from tests.redisserver import RedisServer
 
 from .common import (

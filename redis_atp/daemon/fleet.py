@@ -12,20 +12,18 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from .client import BUCKETS_PER_CALL, Tracker
-from .keys import Keys
-from .status import Status
+from ..client import Tracker
+from ..keys import Keys
+from ..protocol import admin, tasks
+from ..protocol.admin import Recovered, recovered
 
 __all__ = ["Fleet", "WorkerInfo", "Recovered", "slot_ids"]
 
-#: ``(task id, type, identifier, new status)`` of a task a recovery acted on.
-Recovered = tuple[int, str, str, Status]
 #: Calls of the retention sweep per shard and housekeeping round (each walks
-#: ``BUCKETS_PER_CALL`` id buckets, 100 ids each).
+#: ``admin.BUCKETS_PER_CALL`` id buckets, 100 ids each).
 RETIRE_CALLS_PER_ROUND = 10
 #: Overdue tasks per shard one housekeeping round recovers at most; the rest wait for
 #: the next round, so a round stays short whatever the backlog.
@@ -46,11 +44,6 @@ class WorkerInfo:
     tasks: list[int]
 
 
-def _recovered(reply: Sequence[Any]) -> list[Recovered]:
-    return [(int(reply[i]), reply[i + 1].decode(), reply[i + 2].decode(), Status(int(reply[i + 3])))
-            for i in range(0, len(reply), 4)]
-
-
 def slot_ids(worker_id: str, threads: int) -> list[str]:
     """The owner ids of a worker's threads: ``<worker id>/<n>``."""
     return [f"{worker_id}/{n}" for n in range(threads)]
@@ -63,6 +56,8 @@ class Fleet:
         self.tracker = tracker
         self.keys = tracker.keys
         self.client = tracker.client
+        self.ns = tracker.ns
+        self.run = tracker.io.run
         self.grace_ms = int(grace * 1000)
 
     def beat(self, workers: Iterable[tuple[str, int, int]], supervisor: int = 0) -> None:
@@ -95,11 +90,12 @@ class Fleet:
             first = shard == 0
             dereg = (deregister, self.keys.workers, self.keys.worker(Keys.owner_digest(deregister.encode()))) \
                 if first and deregister else ("", "", "")
-            reply = self.tracker._call("release_owned", slot, message, "1" if restart else "0",
-                                       guard if first else "", *dereg, *mine, shard=shard)
+            reply = self.run(tasks.call(self.ns, self.ns.call(
+                "release_owned", slot, message, "1" if restart else "0", guard if first else "", *dereg, *mine,
+                shard=shard)))
             if reply == 0:
                 return None
-            out += _recovered(reply)
+            out += recovered(reply)
         return out
 
     def reap(self, worker_id: str | None = None, message: str = "", restart: bool = True) -> list[Recovered]:
@@ -147,12 +143,12 @@ class Fleet:
         if not self.client.set(self.keys.housekeeping, str(time.time()), nx=True, px=int(interval * 1000)):
             return None
         dead = self.reap()
-        zombies = self.tracker.reap_zombies(limit=ZOMBIES_PER_ROUND)
+        zombies = self.run(admin.reap_zombies(self.ns, limit=ZOMBIES_PER_ROUND))
         retired = 0
         for shard, keys in enumerate(self.tracker.shard_keys):
             cursor = int(self.client.get(keys.retire_cursor) or 0)
             for _ in range(RETIRE_CALLS_PER_ROUND):
-                cursor, removed = self.tracker.retire_step(shard, cursor, BUCKETS_PER_CALL)
+                cursor, removed = self.run(admin.retire_step(self.ns, shard, cursor))
                 retired += len(removed)
                 if not cursor:
                     break

@@ -1,0 +1,1 @@
+"""The worker fleet's parts (the public face is :mod:`redis_atp.worker`)."""

@@ -1,0 +1,121 @@
+"""The event loop of a worker process, for ``async def`` handlers.
+
+A slot that claims a task whose handler is a coroutine function hands the run to
+this loop and goes on claiming; up to ``concurrency`` such runs are awaited at
+once (a slot that claims one more waits for room first). The run stays in its
+slot's owned set, so recovery, reconciliation and shutdown treat it as the
+slot's own: a warm shutdown lets it finish, a cold one puts it back, a killed
+process has it recovered by the supervisor. The handler gets an
+:class:`~redis_atp.AsyncTaskStatus` on a ``redis.asyncio`` client of the loop's
+own; the run's end is recorded through the worker's sync connection, in a
+thread, with the same retries as a slot's. The loop starts with the first such
+run: a fleet of sync handlers never has one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from ..aio import AsyncTracker
+from ..connection import client_from_url
+from ..models import StartedTask
+from ..status import Status
+from ..taskstatus import AsyncTaskStatus
+from .config import WorkerConfig, worker_client_options
+from .retry import AsyncRetryingIO
+from .runs import Ended
+
+if TYPE_CHECKING:
+    from .process import WorkerProcess
+
+__all__ = ["AsyncHandlers"]
+
+
+class AsyncHandlers:
+    """The worker process's event loop thread and the async runs in flight on it, by slot."""
+
+    def __init__(self, process: WorkerProcess, config: WorkerConfig) -> None:
+        self.process = process
+        self.config = config
+        self.room = threading.BoundedSemaphore(max(1, config.concurrency))
+        self._lock = threading.Lock()
+        self._runs: dict[str, set[int]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._tracker: AsyncTracker | None = None
+
+    def in_flight(self, owner: str) -> list[int]:
+        """Ids of ``owner``'s runs on the loop."""
+        with self._lock:
+            return sorted(self._runs.get(owner, ()))
+
+    def submit(self, owner: str, task: StartedTask, handler: Callable[..., Any], data: Any, started: float,
+               cold: threading.Event) -> None:
+        """Start ``handler`` for ``task`` on the loop once there is room (a cold shutdown
+        stops the wait: the task is put back with the rest)."""
+        while not self.room.acquire(timeout=0.2):
+            if cold.is_set():
+                return
+        with self._lock:
+            self._runs.setdefault(owner, set()).add(task.task_id)
+        future: Future[None] = asyncio.run_coroutine_threadsafe(self._run(task, handler, data, started),
+                                                                self._ensure_loop())
+        future.add_done_callback(lambda _: self._done(owner, task.task_id))
+
+    def drain(self, owner: str, cold: threading.Event) -> None:
+        """Wait until ``owner`` has no run on the loop, or a cold shutdown."""
+        while self.in_flight(owner) and not cold.wait(0.05):
+            pass
+
+    def close(self) -> None:
+        """Stop the loop (after a warm shutdown drained it) and close its client."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if self._tracker is not None:
+            asyncio.run_coroutine_threadsafe(self._tracker.close(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+    # ------------------------------------------------------------------ on the loop
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever, name=f"{self.process.id}/aio",
+                                                daemon=True)
+                self._thread.start()
+            return self._loop
+
+    def _async_tracker(self) -> AsyncTracker:
+        if self._tracker is None:
+            c = self.config
+            client = client_from_url(c.url, asyncio=True, retry=Retry(NoBackoff(), 0), **worker_client_options(c))
+            self._tracker = AsyncTracker(client, c.namespace, shards=c.shards, serializer=c.serializer)
+            self._tracker.io = AsyncRetryingIO(client)
+            self._tracker._owns_client = True
+        return self._tracker
+
+    async def _run(self, task: StartedTask, handler: Callable[..., Any], data: Any, started: float) -> None:
+        process = self.process
+        ts = AsyncTaskStatus(task.task_id, tracker=self._async_tracker(), token=task.token)
+        try:
+            await handler(ts, data)
+        except BaseException as exc:  # noqa: BLE001 - a handler's failure is the task's, not the worker's
+            ended = await asyncio.to_thread(process.failed, task, exc, started)
+        else:
+            ended = Ended(task, Status.FINISHED, "", started)
+        if ended is not None:
+            await asyncio.to_thread(process.end, ended)
+
+    def _done(self, owner: str, task_id: int) -> None:
+        with self._lock:
+            self._runs.get(owner, set()).discard(task_id)
+        self.room.release()

@@ -1,0 +1,270 @@
+"""One worker process: ``threads`` slots that claim, run and end tasks, and an event
+loop for ``async def`` handlers (see :mod:`redis_atp.worker` for the lifecycle)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..client import Tracker
+from ..connection import client_from_url
+from ..errors import StaleTask
+from ..io_sync import SyncIO
+from ..keys import Keys
+from ..models import StartedTask
+from ..status import Status
+from ..taskstatus import TaskStatus
+from ..validate import clean_text
+from .aioloop import AsyncHandlers
+from .config import WorkerConfig, worker_client_options
+from .fleet import Fleet, slot_ids
+from .handlers import HandlerRefused, Handlers, is_async
+from .protocol import Claims
+from .retry import Backoff, RetryingIO, log_redis_error
+from .runs import MAX_ERROR_CHARS, Ended
+
+__all__ = ["WorkerProcess", "worker_tracker", "CHILD_SIGNALS"]
+
+log = logging.getLogger("redis_atp.worker")
+
+#: Seconds an idle slot waits on its mailbox for a hand-off before it checks the queue
+#: again (a warm shutdown wakes it at once).
+HANDOFF_WAIT = 5.0
+#: Signals a worker process handles; blocked from the fork until its handlers are set.
+CHILD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}
+#: Seconds a stopping slot with nothing in flight tries to hand back what it holds
+#: (with Redis down, the supervisor's reaping or the heartbeat's expiry does it).
+STOP_RELEASE_FOR = 2.0
+
+
+def worker_tracker(config: WorkerConfig, io: type[SyncIO] = SyncIO) -> Tracker:
+    """A tracker for the worker (``io``: its executor, e.g. retrying for handlers)."""
+    client = client_from_url(config.url, retry=Retry(NoBackoff(), 0), **worker_client_options(config))
+    tracker = Tracker(client, config.namespace, shards=config.shards, serializer=config.serializer)
+    tracker.io = io(client)
+    tracker._owns_client = True
+    return tracker
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+class WorkerProcess:
+    """One worker process: ``threads`` slots, each an owner that claims, runs and ends tasks."""
+
+    def __init__(self, config: WorkerConfig, worker_id: str) -> None:
+        self.config = config
+        self.id = worker_id
+        self.tracker = worker_tracker(config)
+        self.claims = Claims(self.tracker)
+        self.handler_tracker = worker_tracker(config, RetryingIO)
+        self.fleet = Fleet(self.tracker, config.heartbeat)
+        self.aio = AsyncHandlers(self, config)
+        self.handlers = Handlers(config.allow)
+        self.owners = slot_ids(worker_id, config.threads)
+        self.stopping = threading.Event()  # warm: take no new task
+        self.cold = threading.Event()  # cold: hand back running tasks and exit now
+        self.crashed = False  # a slot ended other than by shutdown (a bug): exit 1
+
+    def run(self) -> int:
+        """The process body; returns the exit code (a cold shutdown exits from here)."""
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor turns Ctrl-C into SIGTERM
+        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGUSR1, self._on_cold)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_SIGNALS)  # blocked since the fork (Supervisor._spawn)
+        parent = os.getppid()
+        self._retry(lambda: self.fleet.beat([(self.id, os.getpid(), self.config.threads)], parent))
+        slots = [threading.Thread(target=self._slot_main, args=(owner,), name=owner, daemon=True)
+                 for owner in self.owners]
+        for t in slots:
+            t.start()
+        woken = False
+        while any(t.is_alive() for t in slots):
+            if self.cold.wait(0.2) or os.getppid() != parent:
+                self._cold_exit()
+            if self.stopping.is_set() and not woken:
+                woken = self._wake_slots()
+        self.aio.close()
+        self.tracker.close()
+        self.handler_tracker.close()
+        return 1 if self.crashed else 0
+
+    def _wake_slots(self) -> bool:
+        """Wake slots waiting on their mailboxes (warm shutdown): an empty entry is no task.
+        It expires, in case its slot stopped, and deleted its mailbox, just before."""
+        try:
+            pipe = self.tracker.client.pipeline(transaction=False)
+            for owner in self.owners:
+                mailbox = self.tracker.keys.mailbox(Keys.owner_digest(owner.encode()))
+                pipe.rpush(mailbox, b"")
+                pipe.pexpire(mailbox, 60_000)
+            pipe.execute()
+        except Exception:  # noqa: BLE001 - slots find out within their wait anyway
+            pass
+        return True
+
+    def _on_cold(self, signum: int, frame: Any) -> None:
+        self.stopping.set()
+        self.cold.set()
+
+    def _retry(self, action: Callable[[], Any], give_up_after: float | None = None) -> Any:
+        """``action()`` retried across Redis errors until it succeeds, a cold shutdown, or
+        ``give_up_after`` seconds; returns its result, or None if it never succeeded."""
+        backoff = Backoff()
+        give_up = None if give_up_after is None else time.monotonic() + give_up_after
+        while not self.cold.is_set():
+            try:
+                return action()
+            except redis.RedisError as exc:
+                delay = backoff.next()
+                if give_up is not None and time.monotonic() + delay > give_up:
+                    return None
+                log_redis_error(f"worker={self.id}", exc, delay)
+                self.cold.wait(delay)
+        return None
+
+    def _cold_exit(self) -> None:
+        for owner in self.owners:
+            try:
+                for tid, t, ident, _ in self.fleet.release(owner, (), f"worker {self.id} cold shutdown; put back"):
+                    log.warning("task put back id=%d type=%s identifier=%s (cold shutdown)", tid, t, ident)
+            except Exception as exc:  # noqa: BLE001 - exiting anyway; the supervisor's reaping will
+                log.error("worker=%s cannot put its tasks back (%s); the reaper will", self.id, exc)
+        logging.shutdown()
+        os._exit(0)
+
+    def _slot_main(self, owner: str) -> None:
+        try:
+            self._slot(owner)
+        except BaseException:
+            self.crashed = True
+            log.exception("slot=%s stopped by an unexpected error", owner)
+            raise
+
+    def _slot(self, owner: str) -> None:
+        """Claim, run and end tasks: one ``advance`` round trip per task, whose reply
+        confirms the claim before the handler starts. A slot with nothing to do waits
+        for a hand-off (or on the wake keys, sharded)."""
+        backoff = Backoff()
+        reconcile = False
+        handoff = self.tracker.shards == 1 and not self.config.burst
+        ended: Ended | None = None  # a run that is over, its end not yet acknowledged by Redis
+        waiting = True  # registered as a waiter since the last task started (or not known)
+        while not self.stopping.is_set():
+            try:
+                if reconcile:
+                    keep = ([ended.task.task_id] if ended else []) + self.aio.in_flight(owner)
+                    for tid, t, ident, _ in self.fleet.release(
+                            owner, keep, "claim reply lost to a Redis failure; put back"):
+                        log.warning("task put back id=%d type=%s identifier=%s (claim reply lost)", tid, t, ident)
+                    reconcile = waiting = False
+                ending, queued, tasks = self.claims.advance(owner, ended.args() if ended else None, wait=handoff,
+                                                            maybe_waiting=waiting)
+                if ended:
+                    ended.report(ending)
+                    ended = None
+                if not tasks:
+                    if queued:
+                        continue  # the claim stopped at its pop limit
+                    if self.config.burst:
+                        break
+                    if not handoff:
+                        self.claims.wait_for_work(self.config.block)
+                        continue
+                    waiting = True
+                    tasks = self.claims.take_handoff(owner, HANDOFF_WAIT)
+                waiting = waiting and not tasks
+                for task in tasks:
+                    ended = self._execute(owner, task)
+                backoff.reset()
+            except Exception as exc:  # noqa: BLE001 - any Redis error: back off, reconcile, go on
+                reconcile = True
+                delay = backoff.next()
+                log_redis_error(f"slot={owner}", exc, delay)
+                self.stopping.wait(delay)
+        if ended:
+            self.end(ended)
+        self.aio.drain(owner, self.cold)  # its async runs end on their own
+        message = f"worker {self.id} stopping; put back"
+        self._retry(lambda: self.fleet.release(owner, self.aio.in_flight(owner), message),
+                    give_up_after=STOP_RELEASE_FOR)
+
+    def _execute(self, owner: str, task: StartedTask) -> Ended | None:
+        """Run a started task's handler; returns how the run ended (None: the run lost its
+        task, handed it back after a connection failure, or went to the event loop)."""
+        started = time.monotonic()
+        log.info("task start id=%d type=%s identifier=%s", task.task_id, task.type, task.identifier)
+        prepared = self.prepare(task, started)
+        if isinstance(prepared, Ended):
+            return prepared
+        handler, data = prepared
+        if is_async(handler):
+            self.aio.submit(owner, task, handler, data, started, self.cold)
+            return None
+        try:
+            result = handler(TaskStatus(task.task_id, tracker=self.handler_tracker, token=task.token), data)
+            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                asyncio.run(_await(result))
+        except BaseException as exc:  # noqa: BLE001 - a handler's failure is the task's, not the worker's
+            return self.failed(task, exc, started)
+        return Ended(task, Status.FINISHED, "", started)
+
+    def prepare(self, task: StartedTask, started: float) -> tuple[Callable[..., Any], Any] | Ended:
+        """The handler of a task and its decoded input, or the run's end if it has none."""
+        try:
+            handler = self.handlers.get(task.handler)
+        except HandlerRefused as exc:
+            return Ended(task, Status.FAILED, f"refused: {exc}", started)
+        except BaseException as exc:  # noqa: BLE001 - any import failure fails the task, not the worker
+            log.exception("task id=%d cannot import handler %r", task.task_id, task.handler)
+            return Ended(task, Status.FAILED,
+                         f"cannot import handler {task.handler!r}: {type(exc).__name__}: {exc}", started)
+        try:
+            return handler, self.tracker.serializer.unpack(task.raw_input)
+        except Exception as exc:  # noqa: BLE001 - written by hand, or by another version
+            log.error("task id=%d cannot decode its input: %s: %s", task.task_id, type(exc).__name__, exc)
+            return Ended(task, Status.FAILED, f"cannot decode the input with {self.tracker.serializer.name}: "
+                                              f"{type(exc).__name__}: {exc}", started)
+
+    def failed(self, task: StartedTask, exc: BaseException, started: float) -> Ended | None:
+        """How a run whose handler raised ``exc`` ends: None if it lost its task
+        (``StaleTask``) or Redis could not serve its calls (then it is handed back
+        uncharged); otherwise FAILED with the error."""
+        if isinstance(exc, StaleTask):
+            log.warning("task lost id=%d type=%s identifier=%s: %s", task.task_id, task.type, task.identifier, exc)
+            return None
+        if getattr(exc, "redis_atp_gave_up", False):  # its TaskStatus calls could not reach Redis
+            self.hand_back(task, f"put back: Redis could not serve the handler ({type(exc).__name__}: {exc})")
+            return None
+        log.error("task id=%d type=%s identifier=%s raised", task.task_id, task.type, task.identifier,
+                  exc_info=(type(exc), exc, exc.__traceback__))
+        return Ended(task, Status.FAILED, f"{type(exc).__name__}: {exc}", started)
+
+    def hand_back(self, task: StartedTask, message: str) -> None:
+        """Put a run's task back in the queue, uncharged (its run met an infrastructure
+        failure, not a failure of its own); retried until Redis takes it."""
+        log.warning("task id=%d type=%s identifier=%s: %s", task.task_id, task.type, task.identifier, message)
+        try:
+            self._retry(lambda: self.tracker.reenqueue_task(task.task_id, clean_text(message, MAX_ERROR_CHARS),
+                                                            token=task.token))
+        except StaleTask:
+            pass  # recovered meanwhile: nothing to hand back
+
+    def end(self, ended: Ended) -> None:
+        """Record a run's end on its own (at shutdown, or of an async run), retrying
+        across Redis failures until Redis took it or a cold shutdown."""
+        code = self._retry(lambda: self.claims.end_run(ended.args()))
+        if code is not None:
+            ended.report(code)

@@ -1,0 +1,104 @@
+"""Runs core operations on a ``redis.asyncio`` client: the same requests as
+:mod:`redis_atp.io_sync`, awaited. Script calls on a plain client take a pooled
+connection for the call, outside redis-py's retrying ``execute_command``: a state
+change whose reply was lost may have run and is never sent again blindly."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError, ResponseError
+
+from .protocol.requests import Batch, BatchRounds, Command, Op, Request, ScriptCall
+
+__all__ = ["AsyncIO"]
+
+T = TypeVar("T")
+
+
+class AsyncIO:
+    """Drives core operations (:data:`~redis_atp.protocol.Op`) on one ``redis.asyncio`` client."""
+
+    __slots__ = ("client", "_pool", "_cluster")
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        direct = isinstance(client, Redis) and getattr(client, "connection", None) is None
+        self._pool = client.connection_pool if direct else None
+        self._cluster = isinstance(client, RedisCluster)
+
+    async def run(self, op: Op[T]) -> T:
+        """Run ``op`` to its result, one request at a time."""
+        send, execute, reply = op.send, self.execute, None
+        try:
+            while True:
+                reply = await execute(send(reply))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def execute(self, request: Request) -> Any:
+        kind = type(request)
+        if kind is ScriptCall:
+            return await self._script(request)  # type: ignore[arg-type]
+        if kind is Command:
+            return await self._command(request)  # type: ignore[arg-type]
+        return await self._batch(request)  # type: ignore[arg-type]
+
+    async def _command(self, command: Command) -> Any:
+        try:
+            return await self.client.execute_command(*command.args)
+        except ResponseError as exc:
+            if command.quiet:
+                return exc
+            raise
+
+    async def _script(self, call: ScriptCall) -> Any:
+        try:
+            return await self._send(("EVALSHA", call.script.sha, *call.argv), call.before)
+        except NoScriptError:
+            return await self._send(("EVAL", call.script.source, *call.argv), None)
+
+    async def _batch(self, batch: Batch) -> list[Any]:
+        rounds = BatchRounds(batch)
+        if self._cluster and any(type(r) is ScriptCall for r in batch.requests):
+            rounds.absorb([await self._quiet(r) for r in batch.requests])  # see SyncIO._batch
+        while rounds.pending:
+            pipe = self.client.pipeline(transaction=False)
+            for args in rounds.commands():
+                pipe.execute_command(*args)
+            rounds.absorb(await pipe.execute(raise_on_error=False))
+        return rounds.result()
+
+    async def _quiet(self, request: Command | ScriptCall) -> Any:
+        try:
+            return await self.execute(request)
+        except ResponseError as exc:
+            return exc
+
+    async def _send(self, command: tuple[Any, ...], before: Command | None) -> Any:
+        """Send ``command`` (behind ``before``, in one write) and return its reply;
+        ``before``'s reply is dropped."""
+        if self._pool is None:
+            if before is not None:
+                await self.client.execute_command(*before.args)
+            return await self.client.execute_command(*command)
+        pool = self._pool
+        conn = await pool.get_connection()
+        try:
+            commands = [command] if before is None else [before.args, command]
+            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            if before is not None:
+                try:
+                    await conn.read_response()
+                except ResponseError:
+                    pass  # the script after it reads the state for itself
+            return await conn.read_response()
+        except ResponseError:
+            raise  # a refusal: the connection is fine
+        except BaseException:  # cancelled or broken mid-call: the connection's state is unknown
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(conn)

@@ -1,0 +1,197 @@
+"""Runs core operations on a synchronous redis-py client.
+
+Script calls on a plain ``redis.Redis`` (Sentinel's ``master_for`` included) go
+on a pooled connection the calling thread holds: redis-py's per-command layers
+(retries, metrics) cost more than the round trip on loopback, and a state
+change must not be retried blindly anyway: a script whose reply was lost may
+have run. Plain commands and cluster clients go through ``execute_command``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from redis import Redis
+from redis.client import Pipeline
+from redis.cluster import RedisCluster
+from redis.exceptions import ConnectionError, NoScriptError, ResponseError
+
+from .protocol.requests import Batch, BatchRounds, Command, Op, Request, ScriptCall
+
+_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _pack
+except ImportError:  # pure-Python redis-py packing then
+    _pack = None
+
+__all__ = ["SyncIO", "IDLE_CHECK"]
+
+T = TypeVar("T")
+
+#: Seconds a held connection may sit unused before a call checks it is still open.
+IDLE_CHECK = 1.0
+
+
+class _Lease:
+    """A pooled connection held by one thread, returned to the pool when the thread ends.
+
+    It is taken with ``get_connection``, which connects through the pool's own
+    logic (a Sentinel pool asks the sentinels where the master is now); after a
+    connection error the lease is dropped, never reconnected in place.
+    """
+
+    __slots__ = ("pool", "conn", "pid", "used")
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.conn: Any = pool.get_connection()
+        self.pid = os.getpid()
+        self.used = time.monotonic()
+
+    def stale(self) -> bool:
+        """After ``IDLE_CHECK`` seconds unused: whether the server closed the connection
+        meanwhile (a restart, ``CLIENT KILL``, an idle timeout). Checked before sending,
+        so a dead connection is replaced without retrying a call that may have run."""
+        if time.monotonic() - self.used < IDLE_CHECK:
+            return False
+        try:
+            return bool(self.conn.can_read(timeout=0))  # an idle connection has nothing to read
+        except (ConnectionError, OSError):
+            return True
+
+    def drop(self) -> None:
+        """Give the connection back to the pool, disconnected (at most once)."""
+        conn, self.conn = self.conn, None
+        if conn is not None and self.pid == os.getpid():
+            try:
+                conn.disconnect()
+                self.pool.release(conn)
+            except Exception:  # interpreter shutdown or a closed pool: nothing to give back
+                pass
+
+    def __del__(self) -> None:
+        conn, self.conn = getattr(self, "conn", None), None  # None: __init__ failed to connect
+        # at interpreter exit a daemon thread may have been frozen holding the pool's lock
+        if conn is not None and self.pid == os.getpid() and not sys.is_finalizing():
+            try:
+                self.pool.release(conn)
+            except Exception:  # interpreter shutdown or a closed pool: nothing to give back
+                pass
+
+
+def _direct_pool(client: Any) -> Any:
+    """The connection pool to hold connections of, or None to go through ``execute_command``."""
+    if isinstance(client, Pipeline) or getattr(client, "connection", None) is not None:
+        return None
+    return getattr(client, "connection_pool", None) if isinstance(client, Redis) else None
+
+
+class SyncIO:
+    """Drives core operations (:data:`~redis_atp.protocol.Op`) on one redis-py client."""
+
+    __slots__ = ("client", "_pool", "_local", "_cluster")
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._pool = _direct_pool(client)
+        self._local = threading.local()
+        self._cluster = isinstance(client, RedisCluster)
+
+    def run(self, op: Op[T]) -> T:
+        """Run ``op`` to its result, one request at a time."""
+        send, execute, reply = op.send, self.execute, None
+        try:
+            while True:
+                reply = execute(send(reply))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    def execute(self, request: Request) -> Any:
+        kind = type(request)
+        if kind is ScriptCall:
+            return self._script(request)  # type: ignore[arg-type]
+        if kind is Command:
+            return self._command(request)  # type: ignore[arg-type]
+        return self._batch(request)  # type: ignore[arg-type]
+
+    def _command(self, command: Command) -> Any:
+        try:
+            return self.client.execute_command(*command.args)
+        except ResponseError as exc:
+            if command.quiet:
+                return exc
+            raise
+
+    def _script(self, call: ScriptCall) -> Any:
+        try:
+            return self._send(("EVALSHA", call.script.sha, *call.argv), call.before)
+        except NoScriptError:
+            return self._send(("EVAL", call.script.source, *call.argv), None)
+
+    def _batch(self, batch: Batch) -> list[Any]:
+        rounds = BatchRounds(batch)
+        if self._cluster and any(type(r) is ScriptCall for r in batch.requests):
+            # a cluster pipeline looks an EVALSHA's keys up on its default node: one by one
+            rounds.absorb([self._quiet(r) for r in batch.requests])
+        while rounds.pending:
+            pipe = self.client.pipeline(transaction=False)
+            for args in rounds.commands():
+                pipe.execute_command(*args)
+            rounds.absorb(pipe.execute(raise_on_error=False))
+        return rounds.result()
+
+    def _quiet(self, request: Command | ScriptCall) -> Any:
+        try:
+            return self.execute(request)
+        except ResponseError as exc:
+            return exc
+
+    # ------------------------------------------------------------------ held connections
+    def _lease(self) -> _Lease:
+        lease = getattr(self._local, "lease", None)
+        if lease is not None and lease.pid == os.getpid() and lease.stale():
+            self._broken(lease)
+            lease = None
+        if lease is None or lease.pid != os.getpid():
+            lease = self._local.lease = _Lease(self._pool)
+        return lease
+
+    def _broken(self, lease: _Lease) -> None:
+        if getattr(self._local, "lease", None) is lease:
+            self._local.lease = None  # a connection in an unknown state is never reused
+        lease.drop()
+
+    def _send(self, command: tuple[Any, ...], before: Command | None) -> Any:
+        """Send ``command`` (behind ``before``, in one write) and return its reply;
+        ``before``'s reply is dropped."""
+        if self._pool is None:
+            if before is not None:
+                self.client.execute_command(*before.args)
+            return self.client.execute_command(*command)
+        lease = self._lease()
+        conn = lease.conn
+        try:
+            commands = (command,) if before is None else (before.args, command)
+            if _pack is not None:
+                packed = [_pack(c) for c in commands]
+            else:
+                packed = [p for c in commands for p in conn.pack_command(*c)]
+            conn.send_packed_command(packed, check_health=False)
+            if before is not None:
+                try:
+                    conn.read_response()
+                except ResponseError:
+                    pass  # the script after it reads the state for itself
+            reply = conn.read_response()
+            lease.used = time.monotonic()
+            return reply
+        except ResponseError:
+            raise  # a refusal: the connection is fine
+        except BaseException:
+            self._broken(lease)
+            raise

@@ -1,0 +1,176 @@
+"""Operations that only read: a task, a type, the queue, and the figures operators see.
+Reads are single commands, pipelines of them, or the ``read_task`` script."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .. import validate
+from ..errors import Code, error_for_code
+from ..keys import DEFAULT_QUEUE_LIMIT, Keys, check_text
+from ..models import LogRecord, TaskType, parse_record
+from ..serialization import unpack_response
+from ..status import Status
+from .namespace import Namespace, text
+from .requests import Batch, Command, Op
+from .tasks import checked
+
+__all__ = ["COUNTS", "read", "read_by_identifier", "get_task_info", "get_task_identifier", "get_task_status",
+           "get_task_status_by_identifier", "get_task_id", "get_task_input", "get_task_type", "list_task_types",
+           "get_queue_size", "get_max_queue_size", "get_task_response", "get_task_log", "describe_task",
+           "count_overdue", "last_task_id", "shard_stats"]
+
+COUNTS = ("accepted", "scheduled", "running", "paused", "finished_total", "failed_total")
+
+
+def read(ns: Namespace, task_id: int, what: str) -> Op[list[Any]]:
+    """Script ``read_task`` by id; ``what``: ``info``, ``input``, ``response``, ``log`` or ``show``."""
+    tid = validate.task_id(task_id)
+    reply: list[Any] = yield from checked(ns, f"task {tid}", ns.call("read_task", tid, "", "", "", what,
+                                                                     shard=ns.shard_of_id(tid)))
+    return reply
+
+
+def read_by_identifier(ns: Namespace, type: str, identifier: str, what: str) -> Op[list[Any]]:
+    tname, ident = check_text("task type", type), check_text("identifier", identifier)
+    digest = Keys.task_digest(tname, ident)
+    reply: list[Any] = yield from checked(ns, f"task {type!r}::{identifier!r}", ns.call(
+        "read_task", "", digest, tname, ident, what, shard=Keys.shard_of(digest, ns.shards)))
+    return reply
+
+
+def get_task_info(ns: Namespace, task_id: int) -> Op[tuple[str, str, Status, str]]:
+    _, t, ident, status = (yield from read(ns, task_id, "info"))[:4]
+    s = Status(int(status))
+    return (text(t), text(ident), s, s.name)
+
+
+def get_task_identifier(ns: Namespace, task_id: int) -> Op[tuple[str, str]]:
+    _, t, ident = (yield from read(ns, task_id, "info"))[:3]
+    return (text(t), text(ident))
+
+
+def get_task_status(ns: Namespace, task_id: int) -> Op[tuple[Status, str]]:
+    return Status(int((yield from read(ns, task_id, "info"))[3])).pair()
+
+
+def get_task_status_by_identifier(ns: Namespace, type: str, identifier: str) -> Op[tuple[Status, str]]:
+    return Status(int((yield from read_by_identifier(ns, type, identifier, "info"))[3])).pair()
+
+
+def get_task_id(ns: Namespace, type: str, identifier: str) -> Op[int]:
+    return int((yield from read_by_identifier(ns, type, identifier, "info"))[0])
+
+
+def get_task_input(ns: Namespace, task_id: int) -> Op[Any]:
+    return ns.decode_input((yield from read(ns, task_id, "input"))[0])
+
+
+def get_task_type(ns: Namespace, identifier: str) -> Op[TaskType]:
+    check_text("task type", identifier)
+    if not ns.checked:
+        yield from ns.check()
+    numbers = yield ns.each_shard("HGET", identifier, key="types")
+    if numbers[0] is None:
+        raise error_for_code(Code.TYPE_NOT_FOUND, f"task type {identifier!r}")
+    hashes = yield Batch([Command("HGETALL", keys.type(number.decode()) if number else keys.type("missing"))
+                          for keys, number in zip(ns.shard_keys, numbers, strict=True)])
+    hashes = [h for h in hashes if h]
+    first = hashes[0]
+    counts = {c: sum(int(h.get(c.encode(), 0)) for h in hashes) for c in COUNTS}
+    return TaskType(name=text(first[b"name"]), handler=text(first[b"handler"]),
+                    timeout=float(first[b"timeout"]), timeret=float(first[b"timeret"]),
+                    maxrestart=int(first[b"maxrestart"]), counts=counts)
+
+
+def list_task_types(ns: Namespace) -> Op[list[TaskType]]:
+    if not ns.checked:
+        yield from ns.check()
+    out = []
+    for name in sorted((yield Command("HKEYS", ns.keys.types))):
+        out.append((yield from get_task_type(ns, text(name))))
+    return out
+
+
+def get_queue_size(ns: Namespace) -> Op[int]:
+    if not ns.checked:
+        yield from ns.check()
+    return sum(int(n or 0) for n in (yield ns.each_shard("GET", key="queued")))
+
+
+def get_max_queue_size(ns: Namespace) -> Op[int]:
+    if not ns.checked:
+        yield from ns.check()
+    stored = yield Command("HGET", ns.keys.config, "max_queue_size")
+    return DEFAULT_QUEUE_LIMIT if stored is None else int(stored)
+
+
+def get_task_response(ns: Namespace, type: str, identifier: str) -> Op[tuple[str | bytes | None, str | None]]:
+    raw, kind, mime = yield from read_by_identifier(ns, type, identifier, "response")
+    return (unpack_response(raw, kind), None if mime is None else text(mime))
+
+
+def get_task_log(ns: Namespace, type: str, identifier: str) -> Op[list[LogRecord]]:
+    return [parse_record(r) for r in (yield from read_by_identifier(ns, type, identifier, "log")) if r]
+
+
+def describe_task(ns: Namespace, task_id: int) -> Op[dict[str, Any]]:
+    v = yield from read(ns, task_id, "show")
+    status = Status(int(v[3]))
+    return {
+        "id": int(v[0]), "type": text(v[1]), "identifier": text(v[2]),
+        "status": status.name, "code": int(status),
+        "owner": text(v[4]) if v[4] is not None and v[13] else None,
+        "last_owner": None if v[4] is None else text(v[4]),
+        "run": int(v[5] or 0), "restarts": int(v[6] or 0), "handler": text(v[7]),
+        "ttl_ms": int(v[8]) if int(v[8]) >= 0 else None,
+        "deadline_ms": int(v[9]) if v[9] else None,
+        "response_bytes": int(v[10]), "mime_type": text(v[11]) or None,
+        "input": ns.decode_input(v[12], fallback=True),
+        "log": [parse_record(r) for r in v[14:] if r],
+        "key": ns.shard_keys[ns.shard_of_id(int(v[0]))].task(Keys.task_digest(v[1], v[2])),
+    }
+
+
+def _live_by_shard(ns: Namespace) -> Op[list[tuple[int, int]]]:
+    """``(live, overdue)`` tasks per shard, from each type's live set and current timeout."""
+    if not ns.checked:
+        yield from ns.check()
+    numbers = [[n.decode() for n in nums] for nums in (yield ns.each_shard("HVALS", key="types"))]
+    timeouts = iter((yield Batch([Command("HGET", keys.type(n), "timeout")
+                                  for keys, nums in zip(ns.shard_keys, numbers, strict=True) for n in nums])))
+    now_ms = time.time() * 1000
+    counts: list[Command] = []
+    for keys, nums in zip(ns.shard_keys, numbers, strict=True):
+        for n in nums:
+            timeout = float(next(timeouts) or 0)
+            counts.append(Command("ZCARD", keys.live(n)))
+            counts.append(Command("ZCOUNT", keys.live(n), "-inf",
+                                  int(now_ms - timeout * 1000) if timeout > 0 else "(-inf"))
+    replies = iter((yield Batch(counts)) if counts else [])
+    out = []
+    for nums in numbers:
+        pairs = [(int(next(replies)), int(next(replies))) for _ in nums]
+        out.append((sum(p[0] for p in pairs), sum(p[1] for p in pairs)))
+    return out
+
+
+def count_overdue(ns: Namespace) -> Op[int]:
+    return sum(overdue for _, overdue in (yield from _live_by_shard(ns)))
+
+
+def last_task_id(ns: Namespace) -> Op[int]:
+    if not ns.checked:
+        yield from ns.check()
+    seqs = yield ns.each_shard("GET", key="seq")
+    return max(int(seq or 0) * ns.shards + shard if seq else 0 for shard, seq in enumerate(seqs))
+
+
+def shard_stats(ns: Namespace) -> Op[list[dict[str, Any]]]:
+    if not ns.checked:
+        yield from ns.check()
+    queues = yield ns.each_shard("GET", key="queued")
+    live = yield from _live_by_shard(ns)
+    return [{"shard": i, "prefix": k.prefix, "queue": int(q or 0), "live": lv, "overdue": o}
+            for i, (k, q, (lv, o)) in enumerate(zip(ns.shard_keys, queues, live, strict=True))]

@@ -1,0 +1,114 @@
+"""What an operation asks of a connection, and nothing more: requests without I/O.
+
+An operation of the core is a generator (``Op[T]``): it validates its arguments,
+then yields requests and receives their replies, and returns its result or
+raises. The faces (:class:`~redis_atp.Tracker`, :class:`~redis_atp.aio.AsyncTracker`)
+drive it over their connection, one request at a time; a request is never
+retried by the core, because a state change whose reply was lost may have run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import Any, TypeVar
+
+from redis.exceptions import NoScriptError
+
+from ..scripts import Script
+
+__all__ = ["Command", "ScriptCall", "Batch", "BatchRounds", "Request", "Op"]
+
+T = TypeVar("T")
+
+
+class Command:
+    """One plain Redis command; the reply is redis-py's for it (``decode_responses=False``).
+
+    ``quiet``: an error reply is returned as the exception instead of raised."""
+
+    __slots__ = ("args", "quiet")
+
+    def __init__(self, *args: Any, quiet: bool = False) -> None:
+        self.args = args
+        self.quiet = quiet
+
+    def __repr__(self) -> str:
+        return f"Command{self.args!r:.120}"
+
+
+class ScriptCall:
+    """``EVALSHA`` of one script; a NOSCRIPT answer (the call did nothing) is repeated
+    as ``EVAL`` with the source. ``argv``: ``numkeys, *keys, *args``. ``before``: a
+    command sent in the same write just before the script, its reply dropped (the
+    worker's blocking wait on its mailbox, so the script runs the moment it returns)."""
+
+    __slots__ = ("script", "argv", "before")
+
+    def __init__(self, script: Script, argv: tuple[Any, ...], before: Command | None = None) -> None:
+        self.script = script
+        self.argv = argv
+        self.before = before
+
+    def __repr__(self) -> str:
+        return f"ScriptCall({self.script.name}, {self.argv!r:.120})"
+
+
+class Batch:
+    """Requests pipelined in one round trip (not a transaction). The reply is the list
+    of their replies in order; once every one has run, the first error is raised."""
+
+    __slots__ = ("requests",)
+
+    def __init__(self, requests: Sequence[Command | ScriptCall]) -> None:
+        self.requests = requests
+
+    def __repr__(self) -> str:
+        return f"Batch({len(self.requests)} requests)"
+
+
+Request = Command | ScriptCall | Batch
+#: An operation: yields requests, is sent their replies, returns its result.
+Op = Generator[Request, Any, T]
+
+
+class BatchRounds:
+    """The rounds a :class:`Batch` takes: every request pipelined, then those answered
+    NOSCRIPT (which did nothing) again as ``EVAL``, until none is; then the replies,
+    or the first error once every request has run."""
+
+    __slots__ = ("batch", "replies", "pending", "_eval")
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+        self.replies: list[Any] = [None] * len(batch.requests)
+        self.pending = list(range(len(batch.requests)))
+        self._eval = False
+
+    def commands(self) -> list[tuple[Any, ...]]:
+        """The commands of the next round."""
+        out = []
+        for i in self.pending:
+            r = self.batch.requests[i]
+            if type(r) is Command:
+                out.append(r.args)
+            elif self._eval:
+                out.append(("EVAL", r.script.source, *r.argv))  # type: ignore[union-attr]
+            else:
+                out.append(("EVALSHA", r.script.sha, *r.argv))  # type: ignore[union-attr]
+        return out
+
+    def absorb(self, replies: list[Any]) -> None:
+        """Take a round's replies (errors as values)."""
+        retry = []
+        for i, reply in zip(self.pending, replies, strict=True):
+            if isinstance(reply, NoScriptError):
+                retry.append(i)
+            else:
+                self.replies[i] = reply
+        self.pending, self._eval = retry, True
+
+    def result(self) -> list[Any]:
+        for request, reply in zip(self.batch.requests, self.replies, strict=True):
+            if isinstance(reply, Exception) and not (type(request) is Command and request.quiet):
+                raise reply
+        return self.replies

@@ -1,0 +1,203 @@
+"""Operations that create, move and end tasks: one script call each (the dequeue may
+wait, and a sharded dequeue tries each shard). Arguments are checked before the
+first request, so a refused call sends nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .. import validate
+from ..errors import Code, InvalidInput, QueueEmpty, QueueFull, RedisATPError, error_for_code
+from ..keys import Keys, check_text
+from ..models import Claim
+from ..serialization import pack_response
+from ..status import Status
+from .namespace import Namespace, text, token_base
+from .requests import Batch, Command, Op, ScriptCall
+
+__all__ = ["call", "checked", "enqueue_task", "enqueue_many", "reenqueue_task", "dequeue", "dequeue_task", "claim",
+           "start_task", "finish", "wait_for_work", "progress", "set_task_response", "delete_task",
+           "delete_task_by_identifier", "CLUSTER_WAIT_SLICE"]
+
+#: On a Redis Cluster an idle consumer of a sharded namespace blocks on one shard at a time.
+CLUSTER_WAIT_SLICE = 0.25
+
+
+def call(ns: Namespace, request: ScriptCall | Batch | Command) -> Op[Any]:
+    """Send one request once the server check is done; its reply as it is."""
+    if not ns.checked:
+        yield from ns.check()
+    return (yield request)
+
+
+def checked(ns: Namespace, subject: str, call: ScriptCall) -> Op[Any]:
+    """Run a script; a refusal (a negative code, optionally with details) raises."""
+    if not ns.checked:
+        yield from ns.check()
+    result = yield call
+    if isinstance(result, int) and result < 0:
+        raise error_for_code(result, subject)
+    if isinstance(result, list) and result and isinstance(result[0], int) and result[0] < 0:
+        raise error_for_code(result[0], subject, result[1:])
+    return result
+
+
+def _task_args(ns: Namespace, type: str, identifier: str, input: Any, message: str = "") -> list[Any]:
+    tname = check_text("task type", type)
+    ident = check_text("identifier", identifier)
+    return [tname, ident, Keys.task_digest(tname, ident), ns.serializer.pack(input, ns.max_input_bytes),
+            validate.message(message)]
+
+
+def _refusal(ns: Namespace, code: int, subject: str, limit: int, size: int) -> RedisATPError:
+    if code == Code.QUEUE_FULL:
+        where = "" if ns.shards == 1 else f" on this task's shard (of {ns.shards})"
+        return QueueFull(f"{subject}: the queue is full: {size} tasks waiting{where}, limit {limit}")
+    return error_for_code(code, subject)
+
+
+def enqueue_task(ns: Namespace, type: str, identifier: str, input: Any, message: str = "") -> Op[int]:
+    args = _task_args(ns, type, identifier, input, message)
+    shard = Keys.shard_of(args[2], ns.shards)
+    if not ns.checked:
+        yield from ns.check()
+    result, limit, size = yield ns.call("enqueue", 1, *args, shard=shard, extra_keys=(ns.shard_keys[shard].config,))
+    if result < 0:
+        raise _refusal(ns, result, f"task {type!r}::{identifier!r}", limit, size)
+    return int(result)
+
+
+def enqueue_many(ns: Namespace, tasks: Iterable[Sequence[Any]], chunk: int = 1000) -> Op[list[int | RedisATPError]]:
+    items = list(tasks)
+    by_shard: dict[int, list[tuple[int, list[Any]]]] = {}
+    for i, item in enumerate(items):
+        if not 3 <= len(item) <= 4:
+            raise InvalidInput("each task is (type, identifier, input[, message])")
+        args = _task_args(ns, *item)
+        by_shard.setdefault(Keys.shard_of(args[2], ns.shards), []).append((i, args))
+    step = max(1, chunk)
+    calls: list[Command | ScriptCall] = []
+    order: list[list[int]] = []
+    for shard, entries in by_shard.items():
+        for start in range(0, len(entries), step):
+            part = entries[start:start + step]
+            calls.append(ns.call("enqueue", len(part), *(a for _, args in part for a in args), shard=shard,
+                                 extra_keys=(ns.shard_keys[shard].config,)))
+            order.append([i for i, _ in part])
+    if not ns.checked:
+        yield from ns.check()
+    results: list[int | RedisATPError] = [0] * len(items)
+    replies = (yield Batch(calls)) if calls else []
+    for indices, reply in zip(order, replies, strict=True):
+        limit, size = reply[-2:]
+        for i, r in zip(indices, reply, strict=False):
+            results[i] = r if r > 0 else _refusal(ns, r, f"task {items[i][0]!r}::{items[i][1]!r}", limit, size)
+    return results
+
+
+def reenqueue_task(ns: Namespace, task_id: int, message: str = "", token: int | None = None) -> Op[None]:
+    tid = validate.task_id(task_id)
+    yield from checked(ns, f"task {tid}", ns.call("reenqueue", tid, validate.token(token), validate.message(message),
+                                                  shard=ns.shard_of_id(tid)))
+
+
+def dequeue(ns: Namespace, server_id: str, message: str, count: int, timeout: float | None,
+            start_message: str | None) -> Op[list[Any]]:
+    """Claim up to ``count`` tasks from one shard, waiting up to ``timeout`` seconds for
+    one (``BZPOPMIN`` on the wake keys); with ``start_message`` they are started too.
+    The reply holds 2 fields per task (id, token), or 6 when started (then type,
+    identifier, handler, raw input)."""
+    owner = check_text("server id", server_id)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise InvalidInput(f"count must be a positive int, not {count!r:.80}")
+    head = (owner, Keys.owner_digest(owner))
+    tail = (validate.message(message), "0" if start_message is None else "1", start_message or "")
+    per_task = 2 if start_message is None else 6  # reply fields
+    deadline = None if not timeout or timeout <= 0 else time.monotonic() + timeout
+    if not ns.checked:
+        yield from ns.check()
+    while True:
+        for shard in ns.next_shards():
+            got: list[Any] = []
+            while len(got) < count * per_task:  # a script call claims a bounded number of tasks
+                reply = yield ns.call("dequeue", *head, count - len(got) // per_task, *tail, token_base(), shard=shard)
+                got += reply[1:]
+                if int(reply[0]) == 0:  # the shard's queue is empty
+                    break
+            if got:
+                return got
+        remaining = 0.0 if deadline is None else deadline - time.monotonic()
+        if remaining <= 0:
+            raise QueueEmpty("the task queue is empty")
+        yield wait_for_work(ns, remaining)
+
+
+def wait_for_work(ns: Namespace, timeout: float) -> Command:
+    """Block up to ``timeout`` seconds until an enqueue signals work (``BZPOPMIN`` on the
+    wake keys; no polling); the reply is None if not woken, and another waiter may
+    still win. On a Redis Cluster with shards, one shard's key at a time, in slices."""
+    keys = [k.wake for k in ns.shard_keys]
+    if ns.cluster and ns.shards > 1:
+        keys = [keys[ns.next_shards()[0]]]
+        timeout = min(timeout, CLUSTER_WAIT_SLICE)
+    return Command("BZPOPMIN", *keys, f"{max(timeout, 0.001):.3f}")
+
+
+def claim(ns: Namespace, server_id: str, message: str = "", count: int = 1,
+          timeout: float | None = None) -> Op[list[Claim]]:
+    reply = yield from dequeue(ns, server_id, message, count, timeout, None)
+    return [Claim(int(reply[i]), int(reply[i + 1])) for i in range(0, len(reply), 2)]
+
+
+def dequeue_task(ns: Namespace, server_id: str, message: str = "", count: int = 1,
+                 timeout: float | None = None) -> Op[list[int]]:
+    return [c.task_id for c in (yield from claim(ns, server_id, message, count, timeout))]
+
+
+def start_task(ns: Namespace, task_id: int, message: str = "",
+               token: int | None = None) -> Op[tuple[str, str, str, Any]]:
+    tid = validate.task_id(task_id)
+    t, ident, handler, raw = yield from checked(ns, f"task {tid}", ns.call(
+        "start", tid, validate.token(token), validate.message(message), shard=ns.shard_of_id(tid)))
+    return (text(t), text(ident), text(handler), ns.decode_input(raw))
+
+
+def finish(ns: Namespace, task_id: int, status: Status, message: str, token: int | None,
+           if_unfinished: bool = False) -> Op[bool]:
+    """End a task FINISHED or FAILED (script ``finish``); ``if_unfinished``: unless it
+    ended already. Returns whether it changed."""
+    tid = validate.task_id(task_id)
+    changed = yield from checked(ns, f"task {tid}", ns.call(
+        "finish", tid, validate.token(token), int(status), validate.message(message),
+        "1" if if_unfinished else "0", shard=ns.shard_of_id(tid)))
+    return bool(changed)
+
+
+def progress(ns: Namespace, task_id: int, status: Status, message: str, token: int | None) -> Op[None]:
+    tid = validate.task_id(task_id)
+    yield from checked(ns, f"task {tid}", ns.call("progress", tid, validate.token(token), int(status),
+                                                  validate.message(message), shard=ns.shard_of_id(tid)))
+
+
+def set_task_response(ns: Namespace, task_id: int, response: str | bytes, mime_type: str = "text/xml",
+                      token: int | None = None) -> Op[None]:
+    tid = validate.task_id(task_id)
+    raw, kind = pack_response(response, ns.max_response_bytes)
+    if not isinstance(mime_type, str):
+        raise InvalidInput(f"mime_type must be str, not {type(mime_type).__name__}")
+    yield from checked(ns, f"task {tid}", ns.call("set_response", tid, validate.token(token), raw, kind, mime_type,
+                                                  shard=ns.shard_of_id(tid)))
+
+
+def delete_task(ns: Namespace, task_id: int) -> Op[None]:
+    tid = validate.task_id(task_id)
+    yield from checked(ns, f"task {tid}", ns.call("delete", tid, "", "", "", shard=ns.shard_of_id(tid)))
+
+
+def delete_task_by_identifier(ns: Namespace, type: str, identifier: str) -> Op[None]:
+    tname, ident = check_text("task type", type), check_text("identifier", identifier)
+    digest = Keys.task_digest(tname, ident)
+    yield from checked(ns, f"task {type!r}::{identifier!r}", ns.call(
+        "delete", "", digest, tname, ident, shard=Keys.shard_of(digest, ns.shards)))
