@@ -76,3 +76,14 @@ def record(ts, inp):
     finally:
         os.close(fd)
     time.sleep(inp.get("sleep", 0))
+
+
+async def nap(ts, inp):
+    """Sleep on the event loop; the response records this run's own start and end."""
+    import asyncio
+    import json
+
+    began = time.time()
+    await ts.setRunning("napping")
+    await asyncio.sleep(inp["sleep"])
+    await ts.storeResponse(json.dumps({"start": began, "end": time.time()}), "application/json")

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from redis_atp import StaleTask, Status, Tracker
+from redis_atp import AsyncTaskStatus, StaleTask, Status, Tracker
 from redis_atp.daemon.protocol import Claims
 
-from .conftest import bound, runs
+from .conftest import AsyncFace, async_client, bound, runs
 
 HANDLER = "redis_atp.tracker.dummyHandler"
 
@@ -105,3 +105,25 @@ def test_advance_reports_a_stale_ending_and_leaves_the_new_run_alone(tracker: Tr
     ending, _, _ = Claims(tracker).advance("w1", (old, Status.FINISHED, "late"))  # type: ignore[arg-type]
     assert ending == -5  # Code.STALE
     assert tracker.get_task_status(tid) == (Status.RUNNING, "RUNNING")
+
+
+def test_an_async_task_status_is_fenced_like_a_sync_one(tracker: Tracker, request: pytest.FixtureRequest) -> None:
+    face = AsyncFace(tracker, async_client(request))
+    try:
+        tracker.register_task_type("t", HANDLER)
+        tid = tracker.enqueue_task("t", "x", 1)
+        [old] = tracker.claim("w1")
+        run = AsyncTaskStatus(tid, tracker=face.atracker, token=old.token)
+        face.loop.run_until_complete(run.setRunning("working"))
+        assert face.loop.run_until_complete(run.getStatus()) == (Status.RUNNING, "RUNNING")
+        tracker.reenqueue_task(tid, "operator")  # unfenced: the run loses its task
+        [new] = tracker.claim("w2")
+        with pytest.raises(StaleTask):
+            face.loop.run_until_complete(run.setSuccess("late"))
+        with pytest.raises(StaleTask):
+            face.loop.run_until_complete(run.storeResponse("late"))
+        assert tracker.get_task_status(tid) == (Status.SCHEDULED, "SCHEDULED")
+        assert tracker.describe_task(tid)["response_bytes"] == 0
+        assert new.token != old.token
+    finally:
+        face.close()

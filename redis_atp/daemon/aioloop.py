@@ -2,7 +2,8 @@
 
 A slot that claims a task whose handler is a coroutine function hands the run to
 this loop and goes on claiming; up to ``concurrency`` such runs are awaited at
-once (a slot that claims one more waits for room first). The run stays in its
+once: while the loop is full, slots claim nothing (back-pressure, so no task
+sits claimed waiting for room; sync tasks wait too). The run stays in its
 slot's owned set, so recovery, reconciliation and shutdown treat it as the
 slot's own: a warm shutdown lets it finish, a cold one puts it back, a killed
 process has it recovered by the supervisor. The handler gets an
@@ -44,9 +45,10 @@ class AsyncHandlers:
     def __init__(self, process: WorkerProcess, config: WorkerConfig) -> None:
         self.process = process
         self.config = config
-        self.room = threading.BoundedSemaphore(max(1, config.concurrency))
-        self._lock = threading.Lock()
+        self.capacity = max(1, config.concurrency)
+        self._lock = threading.Condition()
         self._runs: dict[str, set[int]] = {}
+        self._count = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tracker: AsyncTracker | None = None
@@ -56,14 +58,24 @@ class AsyncHandlers:
         with self._lock:
             return sorted(self._runs.get(owner, ()))
 
-    def submit(self, owner: str, task: StartedTask, handler: Callable[..., Any], data: Any, started: float,
-               cold: threading.Event) -> None:
-        """Start ``handler`` for ``task`` on the loop once there is room (a cold shutdown
-        stops the wait: the task is put back with the rest)."""
-        while not self.room.acquire(timeout=0.2):
-            if cold.is_set():
-                return
+    def wait_for_room(self, stop: threading.Event) -> None:
+        """Return once the loop has room for one more run (at once if it has none yet),
+        or ``stop`` is set."""
         with self._lock:
+            while self._count >= self.capacity and not stop.is_set():
+                self._lock.wait(0.2)
+
+    def submit(self, owner: str, task: StartedTask, handler: Callable[..., Any], data: Any, started: float,
+               stop: threading.Event) -> None:
+        """Start ``handler`` for ``task`` on the loop once there is room (slots racing for
+        the last place). If ``stop`` ends the wait first, the task is left to the slot's
+        release at shutdown, which puts it back."""
+        with self._lock:
+            while self._count >= self.capacity:
+                if stop.is_set():
+                    return
+                self._lock.wait(0.2)
+            self._count += 1
             self._runs.setdefault(owner, set()).add(task.task_id)
         future: Future[None] = asyncio.run_coroutine_threadsafe(self._run(task, handler, data, started),
                                                                 self._ensure_loop())
@@ -71,8 +83,9 @@ class AsyncHandlers:
 
     def drain(self, owner: str, cold: threading.Event) -> None:
         """Wait until ``owner`` has no run on the loop, or a cold shutdown."""
-        while self.in_flight(owner) and not cold.wait(0.05):
-            pass
+        with self._lock:
+            while self._runs.get(owner) and not cold.is_set():
+                self._lock.wait(0.2)
 
     def close(self) -> None:
         """Stop the loop (after a warm shutdown drained it) and close its client."""
@@ -118,4 +131,5 @@ class AsyncHandlers:
     def _done(self, owner: str, task_id: int) -> None:
         with self._lock:
             self._runs.get(owner, set()).discard(task_id)
-        self.room.release()
+            self._count -= 1
+            self._lock.notify_all()

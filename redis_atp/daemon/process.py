@@ -170,6 +170,9 @@ class WorkerProcess:
                             owner, keep, "claim reply lost to a Redis failure; put back"):
                         log.warning("task put back id=%d type=%s identifier=%s (claim reply lost)", tid, t, ident)
                     reconcile = waiting = False
+                self.aio.wait_for_room(self.stopping)  # claim nothing while the event loop is full
+                if self.stopping.is_set():
+                    break
                 ending, queued, tasks = self.claims.advance(owner, ended.args() if ended else None, wait=handoff,
                                                             maybe_waiting=waiting)
                 if ended:
@@ -211,7 +214,7 @@ class WorkerProcess:
             return prepared
         handler, data = prepared
         if is_async(handler):
-            self.aio.submit(owner, task, handler, data, started, self.cold)
+            self.aio.submit(owner, task, handler, data, started, self.stopping)
             return None
         try:
             result = handler(TaskStatus(task.task_id, tracker=self.handler_tracker, token=task.token), data)
