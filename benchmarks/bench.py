@@ -28,6 +28,7 @@ from typing import Any
 from tests.redisserver import RedisServer, server_version
 
 from . import workloads as w
+from .common import ASYNC_HANDLER
 from .cluster import cluster_scaling
 from .fleet import REPO_ROOT
 from .roundtrips import roundtrips
@@ -66,7 +67,9 @@ def plan(s: Sizes, log_dir: Path) -> list[tuple[str, Callable[[RedisServer], dic
     steps: list[tuple[str, Callable[[RedisServer], dict[str, Any]]]] = [
         ("w1", lambda srv: w.w1_enqueue(srv, s.n)),
         ("w1b", lambda srv: w.w1b_enqueue_many(srv, s.n)),
+        ("w1_async", lambda srv: w.w1_async(srv, s.n)),
         ("w2", lambda srv: w.w2_drain(srv, s.n, 2, log_dir)),
+        ("w2_async", lambda srv: w.w2_drain(srv, s.n, 2, log_dir, ASYNC_HANDLER)),
         ("w3", lambda srv: w.w3_latency(srv, s.lat_count, w.W3_GAP_S, log_dir, "w3")),
         ("w3i", lambda srv: w.w3_latency(srv, s.idle_count, w.W3I_GAP_S, log_dir, "w3i")),
         ("w4", lambda srv: w.w4_memory(srv, s.n_mem)),
@@ -81,11 +84,14 @@ def plan(s: Sizes, log_dir: Path) -> list[tuple[str, Callable[[RedisServer], dic
     return steps
 
 
-def run_all(s: Sizes) -> dict[str, Any]:
-    """Run every workload on its own fresh server; returns ``{name: result}``."""
+def run_all(s: Sizes, only: list[str] | None = None) -> dict[str, Any]:
+    """Run every workload (or those named in ``only``) on its own fresh server; returns
+    ``{name: result}``."""
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="redis-atp-bench-logs-") as tmp:
         for name, step in plan(s, Path(tmp)):
+            if only and name not in only:
+                continue
             t0 = time.monotonic()
             with RedisServer() as server:
                 results[name] = step(server)
@@ -151,6 +157,17 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     if "w1b" in r:
         x = r["w1b"]
         out.append((f"W1b `enqueue_many`, batches of {x['batch']}", f"{_i(x['tasks_per_s'])} tasks/s"))
+    if "w1_async" in r:
+        x = r["w1_async"]
+        out.append((f"W1 from asyncio, `await AsyncTracker.enqueue_task` x {x['n']:,}, sequential",
+                    f"{_i(x['tasks_per_s'])} tasks/s ({_f(x['us_per_call'], 0)} µs/call)"))
+        out.append((f"W1b from asyncio, `await AsyncTracker.enqueue_many`, batches of {x['batch']}",
+                    f"{_i(x['bulk_tasks_per_s'])} tasks/s"))
+    if "w2_async" in r:
+        x = r["w2_async"]
+        out.append((f"W2 drain of {x['n']:,}, `async def` no-op handler, `redis-atp worker -n {x['processes']}`",
+                    f"{_i(x['tasks_per_s'])} tasks/s (steady {_i(x['steady_tasks_per_s'])}; "
+                    f"{_f(x['evalsha_per_task'])} EVALSHA/task)"))
     if "w2" in r:
         x = r["w2"]
         out += [
@@ -252,13 +269,14 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- main
-def parse_args(argv: list[str] | None = None) -> tuple[Sizes, Path]:
+def parse_args(argv: list[str] | None = None) -> tuple[Sizes, Path, list[str]]:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, help="tasks for W1, W1b, W2 (default 20000; 2000 with --quick)")
     ap.add_argument("--n-mem", type=int, help="tasks for W4 (default 50000; 5000 with --quick)")
     ap.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/<UTC date>-<time>.json)")
     ap.add_argument("--quick", action="store_true", help="smoke run, about a minute (100k instead of 1M tasks)")
+    ap.add_argument("--only", default="", help="comma-separated workloads to run (default: all), e.g. w1,w2,w3")
     a = ap.parse_args(argv)
     sizes = QUICK if a.quick else Sizes()
     if a.n is not None:
@@ -266,14 +284,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[Sizes, Path]:
     if a.n_mem is not None:
         sizes = Sizes(**{**asdict(sizes), "n_mem": a.n_mem})
     out = a.out or RESULTS_DIR / f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d-%H%M%S}.json"
-    return sizes, out
+    return sizes, out, [x for x in a.only.split(",") if x]
 
 
 def main(argv: list[str] | None = None) -> int:
-    sizes, out = parse_args(argv)
+    sizes, out, only = parse_args(argv)
     env = environment()
     t0 = time.monotonic()
-    results = run_all(sizes)
+    results = run_all(sizes, only)
     env["total_s"] = time.monotonic() - t0
     env["load_avg_at_end"] = os.getloadavg()
     table = markdown(results)

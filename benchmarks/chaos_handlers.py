@@ -20,14 +20,15 @@ expected.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis_atp import TaskStatus
+from redis_atp import AsyncTaskStatus, TaskStatus
 from redis_atp.errors import StaleTask
 
 #: Environment variable naming the directory of the run files.
@@ -37,7 +38,7 @@ DIR_ENV = "CHAOS_DIR"
 class Run:
     """The record of one execution: a run file, appended to line by line."""
 
-    def __init__(self, ts: TaskStatus) -> None:
+    def __init__(self, ts: TaskStatus | AsyncTaskStatus) -> None:
         self.ts = ts
         name = f"{ts.task_id}-{os.getpid()}-{time.monotonic_ns()}.run"
         self.fd = os.open(os.path.join(os.environ[DIR_ENV], name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -45,6 +46,16 @@ class Run:
 
     def write(self, **fields: Any) -> None:
         os.write(self.fd, (json.dumps(fields) + "\n").encode())
+
+    async def acall(self, what: str, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """:meth:`call` for an ``AsyncTaskStatus`` coroutine."""
+        t0 = time.time()
+        try:
+            await fn(*args)
+        except BaseException as exc:
+            self.write(ev="call", what=what, t0=t0, t1=time.time(), ok=False, error=f"{type(exc).__name__}: {exc}")
+            raise
+        self.write(ev="call", what=what, t0=t0, t1=time.time(), ok=True, error="")
 
     def call(self, what: str, fn: Callable[..., None], *args: Any) -> None:
         """One fenced call, timed; its error, if any, is recorded and re-raised."""
@@ -104,6 +115,24 @@ def respond(task_status: TaskStatus, input: Any) -> None:
         _work()
         run.call("storeResponse", task_status.storeResponse, f"<r>{task_status.task_id}</r>", "application/xml")
     _run(task_status, body)
+
+
+async def arespond(task_status: AsyncTaskStatus, input: Any) -> None:
+    """``respond`` as an ``async def`` handler, on the worker's event loop."""
+    run = Run(task_status)
+    try:
+        await asyncio.sleep(random.uniform(0.0, 0.025))
+        await run.acall("setRunning", task_status.setRunning, "working")
+        await asyncio.sleep(random.uniform(0.0, 0.025))
+        await run.acall("storeResponse", task_status.storeResponse, f"<r>{task_status.task_id}</r>",
+                        "application/xml")
+    except StaleTask:
+        run.end("stale")
+        raise
+    except BaseException:
+        run.end("raised")
+        raise
+    run.end("returned")
 
 
 def boom(task_status: TaskStatus, input: Any) -> None:

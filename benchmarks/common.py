@@ -15,6 +15,7 @@ from redis_atp import Tracker
 NAMESPACE = "atp"
 TASK_TYPE = "bench"
 HANDLER = "benchmarks.handlers.noop"
+ASYNC_HANDLER = "benchmarks.handlers.anoop"
 #: ``enqueue_many`` batch (W1b) and script-call chunk everywhere.
 BATCH = 1000
 
@@ -26,11 +27,11 @@ def payload(i: int) -> Payload:
     return {"i": i, "s": "x" * 32}
 
 
-def make_tracker(client: redis.Redis) -> Tracker:
+def make_tracker(client: redis.Redis, handler: str = HANDLER) -> Tracker:
     """A tracker without a queue limit, with the ``bench`` type registered (timeout 1 h,
     finished tasks kept forever, 2 restarts)."""
     tracker = Tracker(client, namespace=NAMESPACE, max_queue_size=0)
-    tracker.register_task_type(TASK_TYPE, HANDLER, timeout=3600, timeret=-1, maxrestart=2)
+    tracker.register_task_type(TASK_TYPE, handler, timeout=3600, timeret=-1, maxrestart=2)
     return tracker
 
 

@@ -19,6 +19,10 @@ def noop(task_status: TaskStatus, input: Any) -> None:
         task_status.tracker.client.rpush(LAT_KEY, repr(started))
 
 
+async def anoop(task_status: Any, input: Any) -> None:
+    """Does nothing, as an ``async def`` handler (the worker's event loop runs it)."""
+
+
 _client: Any = None
 
 

@@ -5,17 +5,21 @@ Each function gets a fresh throwaway server and returns a JSON-ready dict.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from pathlib import Path
 from typing import Any
 
-from redis_atp.daemon.protocol import Claims
 from redis_atp import Status, Tracker
+from redis_atp.aio import AsyncTracker
+from redis_atp.daemon.protocol import Claims
 from tests.redisserver import RedisServer
 
 from .common import (
     BATCH,
+    HANDLER,
+    NAMESPACE,
     TASK_TYPE,
     children_cpu_s,
     counts,
@@ -76,10 +80,41 @@ def w1b_enqueue_many(server: RedisServer, n: int) -> dict[str, Any]:
     return {"n": n, "batch": BATCH, "seconds": dt, "tasks_per_s": n / dt}
 
 
-def w2_drain(server: RedisServer, n: int, processes: int, log_dir: Path) -> dict[str, Any]:
+def w1_async(server: RedisServer, n: int) -> dict[str, Any]:
+    """W1 and W1b from asyncio: ``n`` awaited ``AsyncTracker.enqueue_task`` calls in
+    sequence, then ``n`` tasks by ``enqueue_many`` in calls of 1000, on one event loop."""
+    make_tracker(server.client())  # registers the type
+    return asyncio.run(_w1_async(server.url, n))
+
+
+async def _w1_async(url: str, n: int) -> dict[str, Any]:
+    async with AsyncTracker.from_url(url, NAMESPACE, max_queue_size=0) as tracker:
+        for i in range(WARMUP):
+            await tracker.enqueue_task(TASK_TYPE, f"warm{i}", payload(i))
+        items = [(str(i), payload(i)) for i in range(n)]
+        t0 = time.perf_counter()
+        for ident, data in items:
+            await tracker.enqueue_task(TASK_TYPE, ident, data)
+        single = time.perf_counter() - t0
+        bulk_items = tasks("bulk", n)
+        t0 = time.perf_counter()
+        for start in range(0, n, BATCH):
+            for res in await tracker.enqueue_many(bulk_items[start:start + BATCH], chunk=BATCH):
+                if isinstance(res, Exception):
+                    raise res
+        bulk = time.perf_counter() - t0
+        if (got := await tracker.get_queue_size()) != 2 * n + WARMUP:
+            raise RuntimeError(f"queue holds {got} tasks, expected {2 * n + WARMUP}")
+    return {"n": n, "batch": BATCH, "tasks_per_s": n / single, "us_per_call": single / n * 1e6,
+            "bulk_tasks_per_s": n / bulk}
+
+
+def w2_drain(server: RedisServer, n: int, processes: int, log_dir: Path,
+             handler: str = HANDLER) -> dict[str, Any]:
     """W2: ``n`` tasks queued (untimed), then the real fleet drains them; the clock runs
-    from just before the spawn until the type's ``finished_total`` reaches ``n``."""
-    tracker = make_tracker(server.client())
+    from just before the spawn until the type's ``finished_total`` reaches ``n``.
+    ``handler``: the no-op, or its ``async def`` twin."""
+    tracker = make_tracker(server.client(), handler)
     enqueue_bulk(tracker, tasks("", n))
     fleet = WorkerFleet(server.url, tracker.namespace, processes, log_dir / "w2-worker.log")
     samples: list[tuple[float, int]] = []

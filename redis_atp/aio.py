@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .connection import client_from_url
+from .connection import clients_of
 from .errors import RedisATPError
 from .face import TrackerBase
 from .io_async import AsyncIO
@@ -35,25 +35,14 @@ class AsyncTracker(TrackerBase):
     ``redis.asyncio.cluster.RedisCluster``); arguments as :class:`~redis_atp.Tracker`'s."""
 
     asynchronous = True
-
-    def __init__(self, redis_client: Any, namespace: str = "atp", max_queue_size: int | None = None,
-                 **options: Any) -> None:
-        super().__init__(redis_client, namespace, max_queue_size, **options)
-        self.io = AsyncIO(redis_client)
-
-    @classmethod
-    def from_url(cls, url: str = "redis://127.0.0.1:6379/0", namespace: str = "atp",
-                 max_queue_size: int | None = None, **options: Any) -> AsyncTracker:
-        """An async tracker on a new ``redis.asyncio`` client for ``url`` (the schemes of
-        :meth:`Tracker.from_url <redis_atp.Tracker.from_url>`)."""
-        tracker = cls(client_from_url(url, asyncio=True), namespace, max_queue_size, **options)
-        tracker._owns_client = True
-        return tracker
+    io_class = AsyncIO
+    io: AsyncIO
 
     async def close(self) -> None:
         """Close the client's connections if this tracker created the client."""
         if self._owns_client:
-            await self.client.aclose()
+            for client in clients_of(self.client):
+                await client.aclose()
 
     async def __aenter__(self) -> AsyncTracker:
         return self

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .connection import client_from_url
+from .connection import clients_of
 from .errors import RedisATPError
 from .face import TrackerBase
 from .io_sync import SyncIO
@@ -56,25 +56,14 @@ class Tracker(TrackerBase):
         max_log_records: log records kept per task; older ones are dropped.
     """
 
-    def __init__(self, redis_client: Any, namespace: str = "atp", max_queue_size: int | None = None,
-                 **options: Any) -> None:
-        super().__init__(redis_client, namespace, max_queue_size, **options)
-        self.io = SyncIO(redis_client)
-
-    @classmethod
-    def from_url(cls, url: str = "redis://127.0.0.1:6379/0", namespace: str = "atp",
-                 max_queue_size: int | None = None, **options: Any) -> Tracker:
-        """A tracker on a new client for ``url``: ``redis://``, ``rediss://``, ``unix://``,
-        ``redis+cluster://host:port[,…]`` or ``redis+sentinel://host:port[,…]/service``
-        (see :mod:`redis_atp.connection`)."""
-        tracker = cls(client_from_url(url), namespace, max_queue_size, **options)
-        tracker._owns_client = True
-        return tracker
+    io_class = SyncIO
+    io: SyncIO
 
     def close(self) -> None:
         """Close the client's connections if this tracker created the client."""
         if self._owns_client:
-            self.client.close()
+            for client in clients_of(self.client):
+                client.close()
 
     def __enter__(self) -> Tracker:
         return self

@@ -26,7 +26,7 @@ from redis.sentinel import Sentinel
 
 from .errors import InvalidInput
 
-__all__ = ["client_from_url", "SCHEMES"]
+__all__ = ["client_from_url", "clients_of", "SCHEMES"]
 
 
 def _hosts(netloc: str, url: str) -> list[tuple[str, int]]:
@@ -73,3 +73,10 @@ def client_from_url(url: str, *, asyncio: bool = False, **options: Any) -> Any:
     sentinel_class = aiosentinel.Sentinel if asyncio else Sentinel
     sentinel = sentinel_class(hosts, sentinel_kwargs=sentinel_kwargs or timeouts or None)
     return sentinel.master_for(path[0], db=db, **auth, **options)
+
+
+def clients_of(client: Any) -> list[Any]:
+    """``client`` and, for a Sentinel ``master_for`` client, its sentinels' clients: what
+    closing a client made by :func:`client_from_url` must close."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    return [client, *getattr(manager, "sentinels", [])]

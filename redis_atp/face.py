@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio import cluster as aiocluster
 from redis.cluster import RedisCluster
 
+from .connection import client_from_url
 from .errors import InvalidInput
 from .keys import Keys
 from .protocol.namespace import Namespace
 from .serialization import Serializer
 
 __all__ = ["TrackerBase"]
+
+F = TypeVar("F", bound="TrackerBase")
 
 
 def is_async_client(client: Any) -> bool:
@@ -28,8 +31,9 @@ class TrackerBase:
     """A namespace on one redis-py client; the faces add the calls. ``Tracker``'s docstring
     describes the arguments."""
 
-    #: Whether the face needs a ``redis.asyncio`` client.
+    #: Whether the face needs a ``redis.asyncio`` client, and what runs its operations.
     asynchronous: ClassVar[bool] = False
+    io_class: ClassVar[type[Any]]
 
     def __init__(self, redis_client: Any, namespace: str = "atp", max_queue_size: int | None = None, *,
                  shards: int = 1, serializer: str = "msgpack", max_input_bytes: int = 1 << 20,
@@ -46,7 +50,18 @@ class TrackerBase:
                             max_log_records=max_log_records, where=repr(sorted(kwargs.items(), key=str)),
                             cluster=is_cluster_client(redis_client))
         self.client = redis_client
+        self.io = self.io_class(redis_client)
         self._owns_client = False
+
+    @classmethod
+    def from_url(cls: type[F], url: str = "redis://127.0.0.1:6379/0", namespace: str = "atp",
+                 max_queue_size: int | None = None, **options: Any) -> F:
+        """A tracker on a new client for ``url``: ``redis://``, ``rediss://``, ``unix://``,
+        ``redis+cluster://host:port[,…]`` or ``redis+sentinel://host:port[,…]/service``
+        (see :mod:`redis_atp.connection`); ``close()`` closes it."""
+        tracker = cls(client_from_url(url, asyncio=cls.asynchronous), namespace, max_queue_size, **options)
+        tracker._owns_client = True
+        return tracker
 
     @property
     def namespace(self) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from redis_atp import Tracker
+from redis_atp import QueueEmpty, Status, Tracker
 
 from .clusterserver import LocalCluster, LocalSentinel, cluster_fixture, sentinel_fixture
 from .conftest import delete_namespace
@@ -121,3 +121,35 @@ def test_sentinel_failover_mid_run(local_sentinel: LocalSentinel, namespace: str
     for i in range(n):
         assert tracker.get_task_status_by_identifier("count", f"c{i}")[1] == "FINISHED"
     tracker.close()
+
+
+@pytest.mark.parametrize("where", ["cluster", "sentinel"])
+def test_the_async_tracker_from_cluster_and_sentinel_urls(request: pytest.FixtureRequest, namespace: str,
+                                                         where: str) -> None:
+    import asyncio
+
+    from redis_atp.aio import AsyncTracker
+
+    if where == "cluster":
+        url = f"redis+cluster://127.0.0.1:{request.getfixturevalue('cluster').port}"
+    else:
+        s: LocalSentinel = request.getfixturevalue("local_sentinel")
+        url = f"redis+sentinel://127.0.0.1:{s.sentinel_port}/{s.service}"
+
+    async def lifecycle() -> None:
+        async with AsyncTracker.from_url(url, namespace, max_queue_size=0, shards=4) as t:
+            await t.register_task_type("t", "redis_atp.tracker.dummyHandler")
+            ids = [await t.enqueue_task("t", f"i{i}", {"i": i}) for i in range(8)]
+            claimed: list[int] = []
+            while len(claimed) < 8:  # sharded: each claim takes from one shard
+                claimed += await t.dequeue_task("w", count=8, timeout=1)
+            assert sorted(claimed) == sorted(ids)
+            await t.start_task(claimed[0])
+            await t.stop_task_success(claimed[0], "done")
+            assert await t.get_task_status(claimed[0]) == (Status.FINISHED, "FINISHED")
+            assert await t.get_queue_size() == 0
+            with pytest.raises(QueueEmpty):
+                await t.dequeue_task("w", timeout=0.2)  # blocks on the wake keys, then gives up
+            await t.unregister_task_type("t", force=True)
+
+    asyncio.run(lifecycle())

@@ -25,9 +25,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 HANDLERS = "benchmarks.chaos_handlers"
 #: task type -> (handler, share of the tasks)
 TYPES: dict[str, tuple[str, float]] = {
-    "quick": (f"{HANDLERS}.quick", 0.40),
-    "progress": (f"{HANDLERS}.progress", 0.30),
-    "respond": (f"{HANDLERS}.respond", 0.27),
+    "quick": (f"{HANDLERS}.quick", 0.32),
+    "progress": (f"{HANDLERS}.progress", 0.25),
+    "respond": (f"{HANDLERS}.respond", 0.22),
+    "arespond": (f"{HANDLERS}.arespond", 0.18),
     "boom": (f"{HANDLERS}.boom", 0.03),
 }
 BOOM = "boom"

@@ -19,7 +19,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -33,16 +33,24 @@ from .config import WorkerConfig, worker_client_options
 from .retry import AsyncRetryingIO
 from .runs import Ended
 
-if TYPE_CHECKING:
-    from .process import WorkerProcess
+__all__ = ["AsyncHandlers", "Ender"]
 
-__all__ = ["AsyncHandlers"]
+
+class Ender(Protocol):
+    """What the loop needs of its worker process: how a raised run ends, and recording
+    an end (both block: the loop calls them in a thread)."""
+
+    id: str
+
+    def failed(self, task: StartedTask, exc: BaseException, started: float) -> Ended | None: ...
+
+    def end(self, ended: Ended) -> None: ...
 
 
 class AsyncHandlers:
     """The worker process's event loop thread and the async runs in flight on it, by slot."""
 
-    def __init__(self, process: WorkerProcess, config: WorkerConfig) -> None:
+    def __init__(self, process: Ender, config: WorkerConfig) -> None:
         self.process = process
         self.config = config
         self.capacity = max(1, config.concurrency)
