@@ -25,7 +25,8 @@ import json
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from redis_atp import AsyncTaskStatus, TaskStatus
@@ -47,27 +48,32 @@ class Run:
     def write(self, **fields: Any) -> None:
         os.write(self.fd, (json.dumps(fields) + "\n").encode())
 
-    async def acall(self, what: str, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
-        """:meth:`call` for an ``AsyncTaskStatus`` coroutine."""
-        t0 = time.time()
-        try:
-            await fn(*args)
-        except BaseException as exc:
-            self.write(ev="call", what=what, t0=t0, t1=time.time(), ok=False, error=f"{type(exc).__name__}: {exc}")
-            raise
-        self.write(ev="call", what=what, t0=t0, t1=time.time(), ok=True, error="")
-
     def call(self, what: str, fn: Callable[..., None], *args: Any) -> None:
         """One fenced call, timed; its error, if any, is recorded and re-raised."""
+        with self.recording(what):
+            fn(*args)
+
+    async def acall(self, what: str, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """:meth:`call` for an ``AsyncTaskStatus`` coroutine."""
+        with self.recording(what):
+            await fn(*args)
+
+    @contextmanager
+    def recording(self, what: str) -> Iterator[None]:
         t0 = time.time()
         try:
-            fn(*args)
+            yield
         except BaseException as exc:
             self.write(ev="call", what=what, t0=t0, t1=time.time(), ok=False, error=f"{type(exc).__name__}: {exc}")
             raise
         self.write(ev="call", what=what, t0=t0, t1=time.time(), ok=True, error="")
 
-    def end(self, outcome: str) -> None:
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        """The run's end: ``stale`` (a call raised ``StaleTask``), ``raised`` or ``returned``."""
+        outcome = "returned" if kind is None else "stale" if issubclass(kind, StaleTask) else "raised"
         self.write(ev="end", t=time.time(), outcome=outcome)
         os.close(self.fd)
 
@@ -76,68 +82,43 @@ def _work() -> None:
     time.sleep(random.uniform(0.0, 0.025))
 
 
-def _run(ts: TaskStatus, body: Callable[[Run], None]) -> None:
-    run = Run(ts)
-    try:
-        body(run)
-    except StaleTask:
-        run.end("stale")
-        raise
-    except BaseException:
-        run.end("raised")
-        raise
-    run.end("returned")
-
-
 def quick(task_status: TaskStatus, input: Any) -> None:
     """Sleeps 0-50 ms; no call."""
-    def body(run: Run) -> None:
+    with Run(task_status):
         _work()
         _work()
-    _run(task_status, body)
 
 
 def progress(task_status: TaskStatus, input: Any) -> None:
     """Reports progress twice, sleeping around the calls."""
-    def body(run: Run) -> None:
+    with Run(task_status) as run:
         _work()
         run.call("setRunning", task_status.setRunning, "progress 1 of 2")
         _work()
         run.call("setRunning", task_status.setRunning, "progress 2 of 2")
-    _run(task_status, body)
 
 
 def respond(task_status: TaskStatus, input: Any) -> None:
     """Reports progress once and stores a response."""
-    def body(run: Run) -> None:
+    with Run(task_status) as run:
         _work()
         run.call("setRunning", task_status.setRunning, "working")
         _work()
         run.call("storeResponse", task_status.storeResponse, f"<r>{task_status.task_id}</r>", "application/xml")
-    _run(task_status, body)
 
 
 async def arespond(task_status: AsyncTaskStatus, input: Any) -> None:
     """``respond`` as an ``async def`` handler, on the worker's event loop."""
-    run = Run(task_status)
-    try:
+    with Run(task_status) as run:
         await asyncio.sleep(random.uniform(0.0, 0.025))
         await run.acall("setRunning", task_status.setRunning, "working")
         await asyncio.sleep(random.uniform(0.0, 0.025))
         await run.acall("storeResponse", task_status.storeResponse, f"<r>{task_status.task_id}</r>",
                         "application/xml")
-    except StaleTask:
-        run.end("stale")
-        raise
-    except BaseException:
-        run.end("raised")
-        raise
-    run.end("returned")
 
 
 def boom(task_status: TaskStatus, input: Any) -> None:
     """Always raises ``ValueError`` (its FAILED tasks are expected)."""
-    def body(run: Run) -> None:
+    with Run(task_status):
         _work()
         raise ValueError(f"chaos boom {task_status.task_id}")
-    _run(task_status, body)

@@ -16,6 +16,7 @@ run: a fleet of sync handlers never has one.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -34,6 +35,8 @@ from .retry import AsyncRetryingIO
 from .runs import Ended
 
 __all__ = ["AsyncHandlers", "Ender"]
+
+log = logging.getLogger("redis_atp.worker")
 
 
 class Ender(Protocol):
@@ -87,7 +90,7 @@ class AsyncHandlers:
             self._runs.setdefault(owner, set()).add(task.task_id)
         future: Future[None] = asyncio.run_coroutine_threadsafe(self._run(task, handler, data, started),
                                                                 self._ensure_loop())
-        future.add_done_callback(lambda _: self._done(owner, task.task_id))
+        future.add_done_callback(lambda f: self._done(owner, task, f))
 
     def drain(self, owner: str, cold: threading.Event) -> None:
         """Wait until ``owner`` has no run on the loop, or a cold shutdown."""
@@ -136,8 +139,12 @@ class AsyncHandlers:
         if ended is not None:
             await asyncio.to_thread(process.end, ended)
 
-    def _done(self, owner: str, task_id: int) -> None:
+    def _done(self, owner: str, task: StartedTask, future: Future[None]) -> None:
+        exc = None if future.cancelled() else future.exception()
+        if exc is not None:  # a bug of ours, not the handler's (that one is the task's end)
+            log.error("async run of task id=%d type=%s stopped unexpectedly", task.task_id, task.type,
+                      exc_info=(type(exc), exc, exc.__traceback__))
         with self._lock:
-            self._runs.get(owner, set()).discard(task_id)
+            self._runs.get(owner, set()).discard(task.task_id)
             self._count -= 1
             self._lock.notify_all()
