@@ -221,7 +221,7 @@ def one_client_lifecycle(server: RedisServer, n: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     ended = None
     for _ in range(n):
-        _, _, [task] = Claims(tracker).advance("bench-client", ended)
+        _, _, [task], _ = Claims(tracker).advance("bench-client", ended)
         ended = (task, Status.FINISHED, "")
     Claims(tracker).advance("bench-client", ended, count=0)
     advance_rate = n / (time.perf_counter() - t0)

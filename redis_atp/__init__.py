@@ -7,12 +7,14 @@ is the seed's module API.
 from .client import Tracker
 from .errors import (
     DuplicateTask,
+    Fail,
     InvalidInput,
     InvalidTransition,
     QueueEmpty,
     QueueException,
     QueueFull,
     RedisATPError,
+    Retry,
     StaleTask,
     TaskNotFound,
     TaskTypeInUse,
@@ -31,5 +33,5 @@ __all__ = [
     "DummyLock", "dbLocker", "EvictionPolicyWarning",
     "RedisATPError", "QueueException", "QueueEmpty", "QueueFull", "TaskNotFound",
     "TaskTypeNotFound", "DuplicateTask", "InvalidInput", "InvalidTransition", "StaleTask",
-    "TaskTypeInUse",
+    "TaskTypeInUse", "Retry", "Fail",
 ]

@@ -13,6 +13,7 @@ blocks on Redis (``BZPOPMIN``) without polling, as the sync one does.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from .connection import clients_of
@@ -51,9 +52,12 @@ class AsyncTracker(TrackerBase):
         await self.close()
 
     async def register_task_type(self, identifier: str, handler: Handler, timeout: float = 3600,
-                                 timeret: float = -1, maxrestart: int = 2) -> None:
+                                 timeret: float = -1, maxrestart: int = 2, *, retries: int = 0,
+                                 retry_delay: float = 1.0, retry_backoff: float = 2.0,
+                                 retry_max_delay: float = 3600) -> None:
         """Coroutine twin of :meth:`Tracker.register_task_type`."""
-        await self.io.run(admin.register_task_type(self.ns, identifier, handler, timeout, timeret, maxrestart))
+        await self.io.run(admin.register_task_type(self.ns, identifier, handler, timeout, timeret, maxrestart,
+                                                   retries, retry_delay, retry_backoff, retry_max_delay))
 
     async def unregister_task_type(self, identifier: str, force: bool = False) -> None:
         """Coroutine twin of :meth:`Tracker.unregister_task_type`."""
@@ -71,6 +75,10 @@ class AsyncTracker(TrackerBase):
         """Coroutine twin of :meth:`Tracker.get_queue_size`."""
         return await self.io.run(reads.get_queue_size(self.ns))
 
+    async def get_queue_counts(self) -> dict[str, int]:
+        """Coroutine twin of :meth:`Tracker.get_queue_counts`."""
+        return await self.io.run(reads.get_queue_counts(self.ns))
+
     async def get_max_queue_size(self) -> int:
         """Coroutine twin of :meth:`Tracker.get_max_queue_size`."""
         return await self.io.run(reads.get_max_queue_size(self.ns))
@@ -79,13 +87,15 @@ class AsyncTracker(TrackerBase):
         """Coroutine twin of :meth:`Tracker.set_max_queue_size`."""
         await self.io.run(admin.set_max_queue_size(self.ns, limit))
 
-    async def enqueue_task(self, type: str, identifier: str, input: Any, message: str = "") -> int:
+    async def enqueue_task(self, type: str, identifier: str, input: Any, message: str = "", *,
+                           delay: float | None = None, eta: datetime | float | None = None) -> int:
         """Coroutine twin of :meth:`Tracker.enqueue_task`."""
-        return await self.io.run(task_ops.enqueue_task(self.ns, type, identifier, input, message))
+        return await self.io.run(task_ops.enqueue_task(self.ns, type, identifier, input, message, delay, eta))
 
-    async def enqueue_many(self, tasks: Iterable[Sequence[Any]], *, chunk: int = 1000) -> list[int | RedisATPError]:
+    async def enqueue_many(self, tasks: Iterable[Sequence[Any]], *, chunk: int = 1000, delay: float | None = None,
+                           eta: datetime | float | None = None) -> list[int | RedisATPError]:
         """Coroutine twin of :meth:`Tracker.enqueue_many`."""
-        return await self.io.run(task_ops.enqueue_many(self.ns, tasks, chunk))
+        return await self.io.run(task_ops.enqueue_many(self.ns, tasks, chunk, delay, eta))
 
     async def reenqueue_task(self, task_id: int, message: str = "", *, token: int | None = None) -> None:
         """Coroutine twin of :meth:`Tracker.reenqueue_task`."""

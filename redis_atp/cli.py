@@ -113,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--timeout", type=float, help="seconds without a status change (new types: 3600)")
     reg.add_argument("--timeret", type=float, help="seconds finished tasks are kept (new types: -1, forever)")
     reg.add_argument("--maxrestart", type=int, help="re-enqueues after a time-out or crash (new types: 2)")
+    reg.add_argument("--retries", type=int, help="re-runs of a task whose handler raised (new types: 0)")
+    reg.add_argument("--retry-delay", type=_duration, metavar="DURATION",
+                     help="first retry's delay before jitter, e.g. 500ms, 30s, 5m (new types: 1s)")
+    reg.add_argument("--retry-backoff", type=float,
+                     help="each retry's delay is the last one's times this (new types: 2)")
+    reg.add_argument("--retry-max-delay", type=_duration, metavar="DURATION",
+                     help="longest delay of a retry (new types: 1h)")
     unreg = tsub.add_parser("unregister", parents=[common], help="remove a task type")
     unreg.add_argument("type", help="task type name")
     unreg.add_argument("--force", action="store_true", help="delete the type's tasks too")
@@ -122,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", default="null",
                    help="task input as JSON (default: null); @FILE reads it from a file, - from stdin")
     p.add_argument("--message", default="", help="first log message")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--delay", type=_duration, metavar="DURATION",
+                      help="hold the task this long before it joins the queue: 30, 30s, 500ms, 5m, 2h, 1d")
+    when.add_argument("--at", type=_moment, metavar="TIME",
+                      help="hold the task until this ISO 8601 time (without a zone: UTC)")
     _task_ref(cmd("show", cmd_show, "everything about one task, with its full log"))
     p = cmd("response", cmd_response, "print (or save) a task's response")
     _task_ref(p)
@@ -233,9 +245,10 @@ def cmd_info(args: argparse.Namespace, tracker: Tracker) -> int:
     workers = Fleet(tracker).workers()
     now = time.time()
     size, overdue, limit = tracker.get_queue_size(), tracker.count_overdue(), tracker.get_max_queue_size()
+    parts = tracker.get_queue_counts()
     data = {
         "namespace": tracker.namespace, "url": mask_url(args.url),
-        "queue": {"size": size, "limit": limit},
+        "queue": {"size": size, "limit": limit, **parts},
         "overdue": overdue,
         "types": {t.name: t.counts for t in types},
         "workers": [{"id": w.id, "host": w.host, "pid": w.pid, "threads": w.threads, "tasks": w.tasks,
@@ -247,7 +260,8 @@ def cmd_info(args: argparse.Namespace, tracker: Tracker) -> int:
 
     def text() -> str:
         out = [f"namespace  {tracker.namespace}  ({mask_url(args.url)})",
-               f"queue      {size} waiting ({'no limit' if limit <= 0 else f'limit {limit}'})",
+               f"queue      {size} waiting: {parts['ready']} ready, {parts['delayed']} delayed "
+               f"({'no limit' if limit <= 0 else f'limit {limit}'})",
                f"overdue    {overdue} live tasks past their deadline", ""]
         if shards:
             out.append(_table([[s["shard"], s["prefix"], s["queue"], s["live"], s["overdue"]] for s in shards],
@@ -276,31 +290,59 @@ def cmd_config(args: argparse.Namespace, tracker: Tracker) -> int:
                         f"serializer      {tracker.serializer.name}\nshards          {tracker.shards}")
 
 
+_TYPE_SETTINGS = ("handler", "timeout", "timeret", "maxrestart", "retries", "retry_delay", "retry_backoff",
+                  "retry_max_delay")
+
+
 def cmd_types(args: argparse.Namespace, tracker: Tracker) -> int:
     if args.action == "register":
         try:
             old = tracker.get_task_type(args.type)
-            current = {"handler": old.handler, "timeout": old.timeout, "timeret": old.timeret,
-                       "maxrestart": old.maxrestart}
+            current = {k: getattr(old, k) for k in _TYPE_SETTINGS}
         except LookupError:
             if args.handler is None:
                 raise UsageError(f"task type {args.type!r} does not exist: give its HANDLER") from None
-            current = {"timeout": 3600, "timeret": -1, "maxrestart": 2}
-        given = {k: getattr(args, k) for k in ("handler", "timeout", "timeret", "maxrestart")}
+            current = {"timeout": 3600, "timeret": -1, "maxrestart": 2, "retries": 0, "retry_delay": 1.0,
+                       "retry_backoff": 2.0, "retry_max_delay": 3600}
+        given = {k: getattr(args, k) for k in _TYPE_SETTINGS}
         settings = {**current, **{k: v for k, v in given.items() if v is not None}}
-        tracker.register_task_type(args.type, settings["handler"], settings["timeout"], settings["timeret"],
-                                   settings["maxrestart"])
+        handler = settings.pop("handler")
+        tracker.register_task_type(args.type, handler, settings.pop("timeout"), settings.pop("timeret"),
+                                   settings.pop("maxrestart"), **settings)
         t = tracker.get_task_type(args.type)
         return _out(args, t.__dict__, lambda: f"registered {_esc(t.name)} -> {t.handler} (timeout {t.timeout:g}s, "
-                                              f"timeret {t.timeret:g}s, maxrestart {t.maxrestart})")
+                                              f"timeret {t.timeret:g}s, maxrestart {t.maxrestart}, "
+                                              f"retries {t.retries})")
     if args.action == "unregister":
         tracker.unregister_task_type(args.type, args.force)
         return _out(args, {"unregistered": args.type}, lambda: f"unregistered {args.type}")
     types = tracker.list_task_types()
-    rows = [[_esc(t.name), t.handler, f"{t.timeout:g}", f"{t.timeret:g}", t.maxrestart] for t in types]
+    rows = [[_esc(t.name), t.handler, f"{t.timeout:g}", f"{t.timeret:g}", t.maxrestart,
+             f"{t.retries} ({t.retry_delay:g}s x{t.retry_backoff:g}, max {t.retry_max_delay:g}s)" if t.retries else "0"]
+            for t in types]
     return _out(args, [t.__dict__ for t in types],
-                lambda: _table(rows, ["TYPE", "HANDLER", "TIMEOUT", "TIMERET", "MAXRESTART"])
+                lambda: _table(rows, ["TYPE", "HANDLER", "TIMEOUT", "TIMERET", "MAXRESTART", "RETRIES"])
                 if rows else "no task types registered")
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(text: str) -> float:
+    """``30``, ``30s``, ``500ms``, ``5m``, ``2h``, ``1d`` as seconds (>= 0)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30, 30s, 500ms, 5m, 2h, 1d)")
+    return float(m[1]) * _UNITS[m[2] or "s"]
+
+
+def _moment(text: str) -> datetime:
+    """An ISO 8601 time; without a zone it is UTC."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (e.g. 2026-12-24T18:00:00Z)") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def _read_input(spec: str) -> Any:
@@ -333,8 +375,12 @@ def _read_input(spec: str) -> Any:
 
 
 def cmd_enqueue(args: argparse.Namespace, tracker: Tracker) -> int:
-    tid = tracker.enqueue_task(args.type, args.identifier, _read_input(args.input), args.message)
-    return _out(args, {"id": tid}, lambda: f"enqueued task {tid} ({_esc(args.type)}::{_esc(args.identifier)})")
+    tid = tracker.enqueue_task(args.type, args.identifier, _read_input(args.input), args.message, delay=args.delay,
+                               eta=args.at)
+    due = tracker.describe_task(tid)["due_ms"] if args.delay or args.at else None
+    return _out(args, {"id": tid, **({"due_ms": due} if due else {})},
+                lambda: f"enqueued task {tid} ({_esc(args.type)}::{_esc(args.identifier)})"
+                        + (f", due {_when(due / 1000)}" if due else ""))
 
 
 def cmd_key(args: argparse.Namespace, tracker: Tracker) -> int:
@@ -365,11 +411,13 @@ def cmd_show(args: argparse.Namespace, tracker: Tracker) -> int:
             f"task {info['id']}  {_esc(info['type'])}::{_esc(info['identifier'])}",
             f"status     {info['status']} ({info['code']})",
             f"owner      {_esc(info['owner'] or '-')}   run {info['run']}   restarts {info['restarts']}"
+            f"   retries {info['retries']}"
             + (f"   (last run's owner {_esc(info['last_owner'])})" if info["last_owner"] and not info["owner"] else ""),
             f"handler    {info['handler']}",
             f"created    {_when(log[0][0]) if log else '-'}",
             f"updated    {_when(log[-1][0]) if log else '-'}",
             f"deadline   {deadline}",
+            *([f"due        {_when(info['due_ms'] / 1000)} (delayed)"] if info["due_ms"] else []),
             f"retention  {retention}",
             f"key        {info['key']}",
             f"input      {_esc(json.dumps(info['input'])[:500])}",

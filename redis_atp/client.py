@@ -16,6 +16,7 @@ shard, so every call about one task is still one round trip to one slot.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from .connection import clients_of
@@ -73,18 +74,23 @@ class Tracker(TrackerBase):
 
     # ------------------------------------------------------------------ task types
     def register_task_type(self, identifier: str, handler: Handler, timeout: float = 3600,
-                           timeret: float = -1, maxrestart: int = 2) -> None:
+                           timeret: float = -1, maxrestart: int = 2, *, retries: int = 0, retry_delay: float = 1.0,
+                           retry_backoff: float = 2.0, retry_max_delay: float = 3600) -> None:
         """Create a task type, or update its settings (script ``register_type``, once per shard).
 
         ``timeout``: seconds after a task's last status change at which an unfinished
         task is abandoned (``<= 0``: never). ``timeret``: seconds a finished task is
         kept (``<= 0``: forever). ``maxrestart`` (clamped at 0): re-enqueues of a
-        timed-out or orphaned task before it is marked FAILED.
+        timed-out or orphaned task before it is marked FAILED. ``retries``: times a
+        task whose handler raised is run again, after ``min(retry_max_delay,
+        retry_delay * retry_backoff ** n)`` seconds with full jitter (n: retries so
+        far), counted apart from ``maxrestart``.
 
         Raises:
             InvalidInput: bad name, handler path, or settings.
         """
-        self.io.run(admin.register_task_type(self.ns, identifier, handler, timeout, timeret, maxrestart))
+        self.io.run(admin.register_task_type(self.ns, identifier, handler, timeout, timeret, maxrestart, retries,
+                                             retry_delay, retry_backoff, retry_max_delay))
 
     def unregister_task_type(self, identifier: str, force: bool = False) -> None:
         """Remove a task type (script ``unregister_type``, in steps over the id buckets).
@@ -117,6 +123,11 @@ class Tracker(TrackerBase):
         """Tasks waiting in the queue (the ``queued`` counter, summed over shards)."""
         return self.io.run(reads.get_queue_size(self.ns))
 
+    def get_queue_counts(self) -> dict[str, int]:
+        """The queue's tasks apart: ``{"ready": ..., "delayed": ...}`` (they sum to
+        :meth:`get_queue_size`)."""
+        return self.io.run(reads.get_queue_counts(self.ns))
+
     def get_max_queue_size(self) -> int:
         """The namespace's queue limit, which the enqueue script enforces (``<= 0``: none)."""
         return self.io.run(reads.get_max_queue_size(self.ns))
@@ -125,12 +136,15 @@ class Tracker(TrackerBase):
         """Set the namespace's queue limit for every producer (``<= 0``: no limit)."""
         self.io.run(admin.set_max_queue_size(self.ns, limit))
 
-    def enqueue_task(self, type: str, identifier: str, input: Any, message: str = "") -> int:
+    def enqueue_task(self, type: str, identifier: str, input: Any, message: str = "", *,
+                     delay: float | None = None, eta: datetime | float | None = None) -> int:
         """Create a task (ACCEPTED) at the tail of the queue; returns its new id (script ``enqueue``).
 
         The size check against the namespace's limit, the task, its first log record
         and its queue entry are one atomic step, so the limit holds under any number of
-        producers.
+        producers. With ``delay`` (seconds) or ``eta`` (a datetime, naive meaning UTC,
+        or seconds since the epoch) the task is held apart until it is due, then joins
+        the tail of the queue; it counts in the queue size meanwhile.
 
         Raises:
             QueueFull: the queue holds ``get_max_queue_size()`` tasks (the error says both).
@@ -138,10 +152,12 @@ class Tracker(TrackerBase):
             DuplicateTask: a task with this ``(type, identifier)`` exists.
             InvalidInput: bad identifier, or an input the serializer cannot store, or too large.
         """
-        return self.io.run(task_ops.enqueue_task(self.ns, type, identifier, input, message))
+        return self.io.run(task_ops.enqueue_task(self.ns, type, identifier, input, message, delay, eta))
 
-    def enqueue_many(self, tasks: Iterable[Sequence[Any]], *, chunk: int = 1000) -> list[int | RedisATPError]:
-        """Enqueue many tasks, ``chunk`` per script call (script ``enqueue``, pipelined).
+    def enqueue_many(self, tasks: Iterable[Sequence[Any]], *, chunk: int = 1000, delay: float | None = None,
+                     eta: datetime | float | None = None) -> list[int | RedisATPError]:
+        """Enqueue many tasks, ``chunk`` per script call (script ``enqueue``, pipelined);
+        ``delay`` or ``eta`` (see :meth:`enqueue_task`) apply to the whole batch.
 
         ``tasks`` holds ``(type, identifier, input)`` or ``(type, identifier, input,
         message)``. Each task is checked and created on its own, with the same
@@ -150,7 +166,7 @@ class Tracker(TrackerBase):
         :class:`TaskTypeNotFound`): check them. Every input is validated before anything
         is sent: one bad input raises :class:`InvalidInput` and nothing is written.
         """
-        return self.io.run(task_ops.enqueue_many(self.ns, tasks, chunk))
+        return self.io.run(task_ops.enqueue_many(self.ns, tasks, chunk, delay, eta))
 
     def reenqueue_task(self, task_id: int, message: str = "", *, token: int | None = None) -> None:
         """Put a task back to ACCEPTED at the tail of the queue, ignoring the size limit

@@ -16,6 +16,10 @@
 
 Lua scripts refuse with a negative integer (:class:`Code`), optionally followed
 by details; :func:`raise_for_code` turns it into one of the exceptions above.
+
+A handler may raise :class:`Retry` (run again after a delay, from the type's
+``retries`` budget) or :class:`Fail` (FAILED at once, no retry); they are
+signals to the worker, not errors of this library.
 """
 
 from __future__ import annotations
@@ -88,6 +92,19 @@ class StaleTask(RedisATPError):
 
 class TaskTypeInUse(RedisATPError):
     """``unregister_task_type`` without ``force`` while tasks of the type exist."""
+
+
+class Retry(Exception):  # noqa: N818 - a handler's request, named as RQ's, Dramatiq's and Celery's
+    """Raised by a handler: run the task again after ``delay`` seconds (``None``: the
+    type's backoff), if the type's ``retries`` budget has one left; else it ends FAILED."""
+
+    def __init__(self, delay: float | None = None, message: str = "") -> None:
+        super().__init__(message or (f"retry asked in {delay} s" if delay is not None else "retry asked"))
+        self.delay = delay
+
+
+class Fail(Exception):  # noqa: N818 - a handler's request
+    """Raised by a handler: the task ends FAILED with this message, without a retry."""
 
 
 class Code(IntEnum):

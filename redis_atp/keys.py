@@ -23,13 +23,19 @@ key                             type    contents
                                         the queue on; a task that left it early (cancelled,
                                         deleted, started by hand) leaves its entry behind, and
                                         claims drop entries that are not a task's current one
-``atp:{NS}:queued``             string  the number of ACCEPTED tasks: the exact queue size (at 0
-                                        the queue list, holding only left-behind entries, goes)
-``atp:{NS}:wake``               zset    one member, ``wake``, while the queue holds work;
+``atp:{NS}:queued``             string  the number of ACCEPTED tasks, ready or delayed: the exact
+                                        queue size (with no ready task the queue list, holding
+                                        only left-behind entries, goes)
+``atp:{NS}:delayed``            zset    queue entry -> due time (ms) of each delayed ACCEPTED task
+                                        (``delay=``/``eta=``, retries); a claim or housekeeping
+                                        moves it to the queue's tail once due
+``atp:{NS}:wake``               zset    one member, ``wake``, while the queue holds ready work (or
+                                        briefly after a delayed task became the next due);
                                         awaited with ``BZPOPMIN`` by blocking dequeuers
 ``atp:{NS}:types``              hash    type name -> type number
 ``atp:{NS}:typeseq``            string  last type number handed out
-``atp:{NS}:type:<n>``           hash    ``name handler timeout timeret maxrestart`` and the
+``atp:{NS}:type:<n>``           hash    ``name handler timeout timeret maxrestart retries
+                                        retry_delay retry_backoff retry_max_delay`` and the
                                         counters ``accepted scheduled running paused``
                                         (tasks now in that status) and ``finished_total
                                         failed_total`` (runs that ended so)
@@ -62,8 +68,9 @@ A task hash holds ``id type ident status input``, its log as ``log:<n>`` fields
 (``"<unix time> <status code> <message>"``, ``nlog`` = records appended, absent
 while there is one), and, once dequeued, ``owner odig run token restarts`` (``run``
 counts claims; ``token`` is the current run's random fencing token, removed when the
-run is over other than by ending the task itself), ``nq`` (times re-queued), plus
-``response response_type mime`` once a response is stored. A finished task's
+run is over other than by ending the task itself), ``nq`` (times re-queued),
+``due`` (ms) while it is delayed, ``retries`` (retries used, apart from ``restarts``),
+plus ``response response_type mime`` once a response is stored. A finished task's
 hash carries the retention TTL; its id bucket lives as long as its longest-lived
 member (pinned while any member is live or kept forever).
 """
@@ -124,7 +131,7 @@ class Keys:
     """The key names of one namespace (the layout table is this module's docstring)."""
 
     __slots__ = (
-        "namespace", "shard", "prefix", "seq", "config", "queue", "queued", "wake", "types", "typeseq",
+        "namespace", "shard", "prefix", "seq", "config", "queue", "queued", "delayed", "wake", "types", "typeseq",
         "workers", "housekeeping", "retire_cursor", "task_prefix", "ids_prefix", "type_prefix",
         "owned_prefix", "worker_prefix", "waiters", "waiting", "mailbox_prefix",
     )
@@ -141,6 +148,7 @@ class Keys:
         self.config = p + "config"
         self.queue = p + "queue"
         self.queued = p + "queued"
+        self.delayed = p + "delayed"
         self.wake = p + "wake"
         self.types = p + "types"
         self.typeseq = p + "typeseq"
@@ -208,3 +216,8 @@ class Keys:
     def script_prefixes(self) -> list[str]:
         """``ARGV[1..5]`` of every script: the prefixes Lua appends ids and digests to."""
         return [self.task_prefix, self.ids_prefix, self.type_prefix, self.owned_prefix, self.mailbox_prefix]
+
+    def script_extra_keys(self) -> list[str]:
+        """``ARGV[9..]`` of every script: keys beyond ``KEYS[1..7]`` that every script may
+        use, passed as arguments so that scripts' own ``KEYS[8..]`` keep their numbers."""
+        return [self.delayed]

@@ -26,6 +26,12 @@ class TaskType:
     #: Tasks now ACCEPTED, SCHEDULED, RUNNING, PAUSED (exact), and transitions ever
     #: made into FINISHED and FAILED (``finished_total``, ``failed_total``).
     counts: dict[str, int]
+    #: A failing handler's task is retried this many times, after
+    #: ``min(retry_max_delay, retry_delay * retry_backoff ** n)`` seconds with full jitter.
+    retries: int = 0
+    retry_delay: float = 1.0
+    retry_backoff: float = 2.0
+    retry_max_delay: float = 3600.0
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 
 Each script is sent as: constants generated from Python (``S_<STATUS>`` from
 :class:`~redis_atp.Status`, ``E_<CODE>`` from :class:`~redis_atp.errors.Code`,
-``IDS_PER_BUCKET``), then ``_prelude.lua``, then the script itself. A server
+``IDS_PER_BUCKET``), then ``_prelude.lua`` and ``_queue.lua``, then the script itself. A server
 that lost its script cache (``SCRIPT FLUSH``, restart, failover) answers
 NOSCRIPT; the call is repeated as ``EVAL`` with the full source, which is safe
 because a NOSCRIPT call did nothing. ``EVAL`` goes where ``EVALSHA`` went (on a
@@ -24,10 +24,12 @@ from .status import Status
 
 __all__ = ["Script", "SCRIPT_NAMES", "script"]
 
+#: The helpers every script is sent with, in this order, after the constants.
+SHARED = ("_prelude", "_queue")
 SCRIPT_NAMES = (
     "register_type", "unregister_type", "enqueue", "dequeue", "start", "progress", "finish",
     "set_response", "reenqueue", "delete", "reap_zombies", "retire", "read_task", "release_owned",
-    "advance", "take_handoff",
+    "advance", "take_handoff", "promote",
 )
 
 
@@ -50,7 +52,7 @@ class Script:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.source = _constants() + _read("_prelude") + "\n" + _read(name)
+        self.source = _constants() + "\n".join(_read(part) for part in (*SHARED, name))
         self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
 
 

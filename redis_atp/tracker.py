@@ -14,6 +14,7 @@ delegation to the :class:`Tracker` method of the same name in snake_case.
 # ruff: noqa: N802, N803
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from .client import Tracker
@@ -62,9 +63,13 @@ def dummyHandler(taskStatus: TaskStatus, input: Any) -> None:
 
 
 def registerTaskType(identifier: str, handler: Handler, timeout: float = 3600,
-                     timeret: float = -1, maxrestart: int = 2) -> None:
-    """Register a new task type, or update an existing one."""
-    get_default_tracker().register_task_type(identifier, handler, timeout, timeret, maxrestart)
+                     timeret: float = -1, maxrestart: int = 2, *, retries: int = 0, retry_delay: float = 1.0,
+                     retry_backoff: float = 2.0, retry_max_delay: float = 3600) -> None:
+    """Register a new task type, or update an existing one (the keyword-only retry
+    settings: see :meth:`Tracker.register_task_type`)."""
+    get_default_tracker().register_task_type(identifier, handler, timeout, timeret, maxrestart, retries=retries,
+                                             retry_delay=retry_delay, retry_backoff=retry_backoff,
+                                             retry_max_delay=retry_max_delay)
 
 
 def unregisterTaskType(identifier: str, force: bool = False) -> None:
@@ -112,9 +117,11 @@ def deleteTaskByIdentifier(type: str, identifier: str) -> None:
     get_default_tracker().delete_task_by_identifier(type, identifier)
 
 
-def enqueueTask(type: str, identifier: str, input: Any, message: str = "") -> int:
-    """Create and enqueue a task (ACCEPTED); returns its id. ``QueueFull`` when full."""
-    return get_default_tracker().enqueue_task(type, identifier, input, message)
+def enqueueTask(type: str, identifier: str, input: Any, message: str = "", *, delay: float | None = None,
+                eta: datetime | float | None = None) -> int:
+    """Create and enqueue a task (ACCEPTED); returns its id. ``QueueFull`` when full.
+    ``delay``/``eta``: hold it until then (see :meth:`Tracker.enqueue_task`)."""
+    return get_default_tracker().enqueue_task(type, identifier, input, message, delay=delay, eta=eta)
 
 
 def reenqueueTask(task_id: int, message: str = "") -> None:

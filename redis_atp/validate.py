@@ -6,11 +6,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from .errors import InvalidInput, TaskNotFound
 
-__all__ = ["task_id", "seconds", "message", "clean_text", "handler_path", "token", "Handler"]
+__all__ = ["task_id", "seconds", "message", "clean_text", "handler_path", "token", "due", "retry_settings",
+           "Handler"]
 
 Handler = str | Callable[..., Any]
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
@@ -26,6 +28,8 @@ def task_id(value: object) -> int:
 #: Largest number of seconds a setting may hold (about 31 years; the Lua prelude's
 #: MAX_SECONDS): a finite number that stays exact in milliseconds.
 MAX_SECONDS = 10**9
+#: Latest due time accepted, in seconds since the epoch (the year 5000).
+MAX_EPOCH = 95_617_584_000
 #: Longest log message, in UTF-8 bytes.
 MAX_MESSAGE_BYTES = 64 * 1024
 
@@ -84,3 +88,39 @@ def token(value: int | None) -> str:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInput(f"token must be an int run number, not {value!r:.80}")
     return str(value)
+
+
+def due(delay: float | None, eta: datetime | float | None) -> tuple[str, str]:
+    """``delay`` (seconds from now, by the Redis clock) or ``eta`` (a datetime, naive ones
+    meaning UTC, or seconds since the epoch) as the enqueue script's ``(delay ms, due
+    ms)`` arguments; ``("", "")`` for neither."""
+    if delay is not None and eta is not None:
+        raise InvalidInput("give delay or eta, not both")
+    if delay is not None:
+        seconds("delay", delay)
+        if delay < 0:
+            raise InvalidInput(f"delay must not be negative, not {delay!r}")
+        return str(math.ceil(delay * 1000)), ""
+    if eta is None:
+        return "", ""
+    if isinstance(eta, datetime):
+        stamp = (eta if eta.tzinfo else eta.replace(tzinfo=timezone.utc)).timestamp()
+    elif isinstance(eta, (int, float)) and not isinstance(eta, bool):
+        stamp = float(eta)
+    else:
+        raise InvalidInput(f"eta must be a datetime or seconds since the epoch, not {eta!r:.80}")
+    if not math.isfinite(stamp) or not 0 <= stamp <= MAX_EPOCH:
+        raise InvalidInput(f"eta must be a time between 1970 and the year 5000, not {eta!r:.80}")
+    return "", str(math.ceil(stamp * 1000))
+
+
+def retry_settings(retries: int, retry_delay: float, retry_backoff: float, retry_max_delay: float) -> tuple[str, ...]:
+    """A type's retry settings as script text, checked: ``retries`` an int >= 0, delays
+    >= 0 s, ``retry_backoff`` >= 1."""
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10**9:
+        raise InvalidInput(f"retries must be an int from 0, not {retries!r:.80}")
+    out = (str(retries), seconds("retry_delay", retry_delay), seconds("retry_backoff", retry_backoff),
+           seconds("retry_max_delay", retry_max_delay))
+    if retry_delay < 0 or retry_max_delay < 0 or retry_backoff < 1:
+        raise InvalidInput("retry_delay and retry_max_delay must be >= 0 and retry_backoff >= 1")
+    return out

@@ -87,3 +87,24 @@ async def nap(ts, inp):
     await ts.setRunning("napping")
     await asyncio.sleep(inp["sleep"])
     await ts.storeResponse(json.dumps({"start": began, "end": time.time()}), "application/json")
+
+
+def flaky(ts, inp):
+    """Fails (ValueError) on its first ``inp["fail"]`` runs, then succeeds."""
+    if R.hincrby(inp["fx"], str(inp["i"])) <= inp["fail"]:
+        raise ValueError(f"flaky run {inp['i']}")
+
+
+def give_up(ts, inp):
+    from redis_atp import Fail
+
+    R.hincrby(inp["fx"], str(inp["i"]))
+    raise Fail("the input is wrong; retrying will not help")
+
+
+def later(ts, inp):
+    """Asks for one retry after ``inp["delay"]`` seconds, then succeeds."""
+    from redis_atp import Retry
+
+    if R.hincrby(inp["fx"], str(inp["i"])) == 1:
+        raise Retry(delay=inp["delay"])

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ def test_types_enqueue_show_lifecycle(cli: Any, real_tracker: Tracker) -> None:
     r = cli("show", "render", "job 1")
     assert r.returncode == 0
     for line in ("task 1  render::job 1", "status     FINISHED (5)",
-                 "owner      -   run 1   restarts 0   (last run's owner w)",
+                 "owner      -   run 1   restarts 0   retries 0   (last run's owner w)",
                  'input      {"scale": 2}', "response   5 bytes, text/xml", "retention  expires in"):
         assert line in r.stdout
     assert "ACCEPTED   from the cli" in r.stdout and "FINISHED   done" in r.stdout
@@ -86,13 +87,13 @@ def test_info_text_and_json(cli: Any, real_tracker: Tracker, redis_url: str, tmp
     time.sleep(0.05)
     r = cli("info")
     assert r.returncode == 0
-    assert "queue      1 waiting (limit 64)" in r.stdout
+    assert "queue      1 waiting: 1 ready, 0 delayed (limit 64)" in r.stdout
     assert "overdue    1 live tasks past their deadline" in r.stdout
     rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines() if line.strip()}
     assert rows["TYPE"] == ["ACCEPTED", "SCHEDULED", "RUNNING", "PAUSED", "FINISHED*", "FAILED*"]
     assert rows["t"] == ["1", "1", "0", "0", "0", "0"]
     data = json.loads(cli("info", "--json").stdout)
-    assert data["queue"] == {"size": 1, "limit": 64} and data["overdue"] == 1
+    assert data["queue"] == {"size": 1, "limit": 64, "ready": 1, "delayed": 0} and data["overdue"] == 1
     assert data["types"]["t"]["scheduled"] == 1 and data["workers"] == []
     r = cli("zombies")
     assert r.returncode == 0 and "t::a" in r.stdout and "ACCEPTED" in r.stdout
@@ -332,3 +333,25 @@ def test_the_readme_library_example_runs(redis_url: str, namespace: str) -> None
     exec(compile(code, "README.md", "exec"), {"print": lambda *a: seen.append(" ".join(map(str, a)))})
     assert seen and "ACCEPTED" in seen[-1] and not any("not enqueued" in line for line in seen)
     delete_namespace(redis_py.Redis.from_url(redis_url), namespace)
+
+
+def test_enqueue_with_a_delay_or_a_time_and_types_with_retries(cli: Any, real_tracker: Tracker) -> None:
+    r = cli("types", "register", "t", "redis_atp.tracker.dummyHandler", "--retries", "3", "--retry-delay", "500ms",
+            "--retry-max-delay", "2m")
+    assert r.returncode == 0, r.stderr
+    t = real_tracker.get_task_type("t")
+    assert (t.retries, t.retry_delay, t.retry_backoff, t.retry_max_delay) == (3, 0.5, 2.0, 120.0)
+    assert cli("types", "register", "t", "--timeout", "60").returncode == 0
+    assert real_tracker.get_task_type("t").retries == 3  # what is not given keeps its value
+    r = cli("enqueue", "t", "a", "--delay", "2m", "--json")
+    due = json.loads(r.stdout)["due_ms"] / 1000
+    assert 115 < due - time.time() < 125
+    assert cli("enqueue", "t", "b", "--at", "2030-01-01T00:00:00").returncode == 0
+    assert real_tracker.describe_task(real_tracker.get_task_id("t", "b"))["due_ms"] == 1893456000000
+    r = cli("enqueue", "t", "c", "--delay", "soon")
+    assert r.returncode == 2 and "not a duration" in r.stderr
+    r = cli("enqueue", "t", "d", "--delay", "1s", "--at", "2030-01-01")
+    assert r.returncode == 2
+    info = json.loads(cli("info", "--json").stdout)
+    assert info["queue"] == {"size": 2, "limit": 64, "ready": 0, "delayed": 2}
+    assert "retries 0" in cli("show", "t", "a").stdout

@@ -86,23 +86,23 @@ def test_operator_requeue_fences_out_the_running_worker(tracker: Tracker) -> Non
 def test_advance_ends_a_run_and_starts_the_next_in_one_call(tracker: Tracker) -> None:
     tracker.register_task_type("t", HANDLER)
     a, b = tracker.enqueue_task("t", "a", {"n": 1}), tracker.enqueue_task("t", "b", {"n": 2})
-    ending, _, [first] = Claims(tracker).advance("w")
+    ending, _, [first], _ = Claims(tracker).advance("w")
     assert ending == 0 and first.task_id == a and tracker.serializer.unpack(first.raw_input) == {"n": 1}
     assert tracker.get_task_status(a) == (Status.RUNNING, "RUNNING")
-    ending, _, [second] = Claims(tracker).advance("w", (first, Status.FAILED, "ValueError: x"))
+    ending, _, [second], _ = Claims(tracker).advance("w", (first, Status.FAILED, "ValueError: x"))
     assert ending == 1 and second.task_id == b
     assert tracker.get_task_log("t", "a")[-1][1:] == ((Status.FAILED, "FAILED"), "ValueError: x")
     bound(tracker, second).setSuccess("the handler ended it")
-    ending, _, rest = Claims(tracker).advance("w", (second, Status.FINISHED, ""))
+    ending, _, rest, _ = Claims(tracker).advance("w", (second, Status.FINISHED, ""))
     assert ending == 0 and rest == []  # already ended by its handler; queue empty
     assert [m for _, _, m in tracker.get_task_log("t", "b")][-1] == "the handler ended it"
 
 
 def test_advance_reports_a_stale_ending_and_leaves_the_new_run_alone(tracker: Tracker) -> None:
     tid, old = _lose_to_zombie_recovery(tracker)
-    ending, _, [new] = Claims(tracker).advance("w2", None)
+    ending, _, [new], _ = Claims(tracker).advance("w2", None)
     assert new.task_id == tid
-    ending, _, _ = Claims(tracker).advance("w1", (old, Status.FINISHED, "late"))  # type: ignore[arg-type]
+    ending, _, _, _ = Claims(tracker).advance("w1", (old, Status.FINISHED, "late"))  # type: ignore[arg-type]
     assert ending == -5  # Code.STALE
     assert tracker.get_task_status(tid) == (Status.RUNNING, "RUNNING")
 

@@ -84,7 +84,7 @@ def test_orderly_reap_does_not_charge_a_restart(tracker: Tracker) -> None:
 
 def test_a_waiting_owner_is_handed_the_next_task(tracker: Tracker) -> None:
     tracker.register_task_type("t", HANDLER)
-    assert Claims(tracker).advance("idle/0", wait=True) == (0, 0, [])
+    assert Claims(tracker).advance("idle/0", wait=True) == (0, 0, [], None)
     tid = tracker.enqueue_task("t", "x", {"n": 1})
     assert tracker.get_queue_size() == 0  # never queued
     assert tracker.get_task_status(tid) == (Status.SCHEDULED, "SCHEDULED")  # claimed for the waiter
@@ -94,7 +94,7 @@ def test_a_waiting_owner_is_handed_the_next_task(tracker: Tracker) -> None:
     assert tracker.serializer.unpack(task.raw_input) == {"n": 1}
     assert tracker.describe_task(tid)["owner"] == "idle/0"
     bound(tracker, task).setRunning("working")  # the hand-off's token fences this run
-    ending, _, _ = Claims(tracker).advance("idle/0", (task, Status.FINISHED, ""))
+    ending, _, _, _ = Claims(tracker).advance("idle/0", (task, Status.FINISHED, ""))
     assert ending == 1 and tracker.get_task_status(tid) == (Status.FINISHED, "FINISHED")
     assert [s[1] for _, s, _ in tracker.get_task_log("t", "x")] == [
         "ACCEPTED", "SCHEDULED", "RUNNING", "RUNNING", "FINISHED"]

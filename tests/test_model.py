@@ -49,6 +49,7 @@ IDENTS = ("x", "y", "z")
 OWNERS = ("o1", "o2", "w1/0", "w2/0")
 WORKERS = ("w1", "w2")
 MAXRESTART = 2
+RETRIES = {"a": 0, "b": 1}  # b's failing handler runs again, at once (retry_delay 0)
 RETENTION = 0.05
 LONG = 3600
 NO_SUCH_ID = 999_999
@@ -77,6 +78,8 @@ class MTask:
     owner: str | None = None
     token: Any = None  # int, an _Unknown, or None (no run token stored)
     restarts: int = 0
+    retries: int = 0
+    delayed: bool = False  # ACCEPTED and held until its due time (an hour away: never due here)
     ttl: bool = False  # ended under a positive timeret: its hash has a TTL
     gone: bool = False  # deleted, unregistered or expired
 
@@ -126,7 +129,7 @@ class TrackerMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------ model helpers
     def _register(self, name: str, timeout: float = LONG) -> None:
         self.tracker.register_task_type(name, HANDLER, timeout=timeout, timeret=self.timeret[name],
-                                        maxrestart=MAXRESTART)
+                                        maxrestart=MAXRESTART, retries=RETRIES[name], retry_delay=0)
 
     def _task(self, tid: int) -> MTask | None:
         t = self.m.get(tid)
@@ -143,6 +146,8 @@ class TrackerMachine(RuleBasedStateMachine):
         old = t.status
         if old == Status.ACCEPTED and new != Status.ACCEPTED and t.id in self.queue:
             self.queue.remove(t.id)
+        if new != Status.ACCEPTED:
+            t.delayed = False
         if old in LIVE and new not in LIVE:
             t.owner = None
         if new == Status.ACCEPTED:
@@ -187,6 +192,11 @@ class TrackerMachine(RuleBasedStateMachine):
         if t and t.status == Status.SCHEDULED and t.owner == owner and t.token == token:
             return t
         return None
+
+    def _ready(self, t: MTask) -> None:
+        """A delayed task is ready now: offered as a task that became ACCEPTED."""
+        t.delayed = False
+        self._offer(t)
 
     def _take_mailbox(self, owner: str) -> MTask | None:
         box = self.mailbox[owner]
@@ -283,7 +293,7 @@ class TrackerMachine(RuleBasedStateMachine):
         return run
 
     # ------------------------------------------------------------------ producers
-    def _enqueue_one(self, type_: str, ident: str, result: Any) -> int | None:
+    def _enqueue_one(self, type_: str, ident: str, result: Any, delayed: bool = False) -> int | None:
         old = self._by_ident(type_, ident)
         if isinstance(result, DuplicateTask):
             assert old is not None, f"DuplicateTask for new {type_}::{ident}"
@@ -293,9 +303,10 @@ class TrackerMachine(RuleBasedStateMachine):
             assert old.expiring, f"{type_}::{ident} enqueued twice; the model has {old}"
             self._gone(old)
         assert result not in self.m
-        t = self.m[result] = MTask(result, type_, ident)
+        t = self.m[result] = MTask(result, type_, ident, delayed=delayed)
         self.ids.append(result)
-        self._offer(t)
+        if not delayed:
+            self._offer(t)
         return result
 
     @rule(type_=st.sampled_from(TYPES), ident=st.sampled_from(IDENTS))
@@ -307,11 +318,20 @@ class TrackerMachine(RuleBasedStateMachine):
         self._enqueue_one(type_, ident, result)
 
     @rule(items=st.lists(st.tuples(st.sampled_from(TYPES), st.sampled_from(IDENTS)),
-                                       min_size=1, max_size=5))
-    def enqueue_many(self, items: list[tuple[str, str]]) -> None:
-        results = self.tracker.enqueue_many([(ty, ident, [ident]) for ty, ident in items])
+                                       min_size=1, max_size=5), later=st.booleans())
+    def enqueue_many(self, items: list[tuple[str, str]], later: bool) -> None:
+        results = self.tracker.enqueue_many([(ty, ident, [ident]) for ty, ident in items],
+                                            delay=LONG if later else None)
         for (ty, ident), r in zip(items, results, strict=True):
-            self._enqueue_one(ty, ident, r)
+            self._enqueue_one(ty, ident, r, delayed=later)
+
+    @rule(type_=st.sampled_from(TYPES), ident=st.sampled_from(IDENTS))
+    def enqueue_later(self, type_: str, ident: str) -> None:
+        try:
+            result: Any = self.tracker.enqueue_task(type_, ident, {"i": ident}, delay=LONG)
+        except DuplicateTask as exc:
+            result = exc
+        self._enqueue_one(type_, ident, result, delayed=True)
 
     # ------------------------------------------------------------------ seed path
     @rule(owner=st.sampled_from(OWNERS), k=st.integers(1, 3))
@@ -387,8 +407,11 @@ class TrackerMachine(RuleBasedStateMachine):
         if ok:
             assert t is not None
             if t.terminal:
-                t.restarts = 0
-            self._to(t, Status.ACCEPTED)
+                t.restarts = t.retries = 0
+            if t.delayed:
+                self._ready(t)  # a delayed task is ready at once
+            else:
+                self._to(t, Status.ACCEPTED)
 
     @rule(i=TASK)
     def delete(self, i: int) -> None:
@@ -425,22 +448,30 @@ class TrackerMachine(RuleBasedStateMachine):
         self._advance(owner, wait, None)
 
     @rule(owner=st.sampled_from(OWNERS), wait=st.booleans(), i=RUN,
-          outcome=st.sampled_from([Status.FINISHED, Status.FAILED]))
-    def advance_ending(self, owner: str, wait: bool, i: int, outcome: Status) -> None:
+          outcome=st.sampled_from([Status.FINISHED, Status.FAILED, "retry"]))
+    def advance_ending(self, owner: str, wait: bool, i: int, outcome: Status | str) -> None:
         run = self._run(i)
         self._advance(owner, wait, None if run is None else (run, outcome))
 
-    def _advance(self, owner: str, wait: bool, ended: tuple[TaskStatus, Status] | None) -> None:
-        ending_ok, ends = {0}, None
+    def _advance(self, owner: str, wait: bool, ended: tuple[TaskStatus, Status | str] | None) -> None:
+        ending_ok, ends, retried = {0}, None, False
+        arg: Any = None
         if ended is not None:
-            ending_ok, ends = self._expect_ending(*ended)
-        ending, queued, started = Claims(self.tracker).advance(
-            owner, None if ended is None else (ended[0], ended[1], "advanced"), count=1, wait=wait)
+            run, outcome = ended
+            status = Status.FAILED if outcome == "retry" else Status(outcome)
+            ending_ok, ends = self._expect_ending(run, status)
+            retried = ends is not None and outcome == "retry" and ends.retries < RETRIES[ends.type]
+            ending_ok = {2} if retried else ending_ok
+            arg = (run, status, "advanced", "auto" if outcome == "retry" else "")
+        ending, queued, started, _ = Claims(self.tracker).advance(owner, arg, count=1, wait=wait)
         assert ending in ending_ok, f"ending {ending}, model expects {ending_ok}"
         event(f"advance ending {ending}")
         if ended is not None:
-            if ends is not None:
-                self._to(ends, ended[1])
+            if retried and ends is not None:
+                ends.retries += 1
+                self._to(ends, Status.ACCEPTED)  # due at once (retry_delay 0)
+            elif ends is not None:
+                self._to(ends, arg[1])
             elif ending == -1 and (t := self._task(ended[0].task_id)) is not None:
                 self._gone(t)  # expired meanwhile
         t = self._take_mailbox(owner)
@@ -553,17 +584,19 @@ class TrackerMachine(RuleBasedStateMachine):
         pipe = self.client.pipeline(transaction=False)
         for t in present:
             key = self.tracker.keys.task(Keys.task_digest(t.type.encode(), t.ident.encode()))
-            pipe.hmget(key, "id", "status", "restarts", "odig", "token")
+            pipe.hmget(key, "id", "status", "restarts", "odig", "token", "retries", "due")
             pipe.pttl(key)
         replies = pipe.execute()
         for i, t in enumerate(present):
-            (tid, status, restarts, odig, token), pttl = replies[2 * i], replies[2 * i + 1]
+            (tid, status, restarts, odig, token, retries, due), pttl = replies[2 * i], replies[2 * i + 1]
             if (tid is None or pttl == -2) and t.expiring:
                 self._gone(t)
                 continue
             assert tid is not None and int(tid) == t.id, f"task {t.id}: hash holds id {tid!r}"
             assert int(status) == t.status
             assert int(restarts or 0) == t.restarts, f"task {t.id} restarts {restarts!r}; the model has {t}"
+            assert int(retries or 0) == t.retries, f"task {t.id} retries {retries!r}; the model has {t}"
+            assert (due is not None) == t.delayed, f"task {t.id} due {due!r}; the model has {t}"
             assert odig == (None if t.owner is None else _digest(t.owner).encode()), f"task {t.id}: odig {odig!r}; {t}"
             if t.token is None:
                 assert token is None, f"task {t.id} has token {token!r}; the model has {t}"
@@ -602,11 +635,16 @@ class TrackerMachine(RuleBasedStateMachine):
 
     @invariant()
     def queue_and_wake(self) -> None:
-        accepted = [t.id for t in self._present() if t.status == Status.ACCEPTED]
-        assert sorted(self.queue) == sorted(accepted)
+        accepted = [t for t in self._present() if t.status == Status.ACCEPTED]
+        ready, delayed = [t.id for t in accepted if not t.delayed], [t.id for t in accepted if t.delayed]
+        assert sorted(self.queue) == sorted(ready)
         assert self.tracker.get_queue_size() == len(accepted)
+        assert self.tracker.get_queue_counts() == {"ready": len(ready), "delayed": len(delayed)}
         assert self._live_queue() == self.queue
-        assert bool(self.client.exists(self.tracker.keys.wake)) == (len(accepted) > 0)
+        held = sorted(int(e.split(b":")[0]) for e in self.client.zrange(self.tracker.keys.delayed, 0, -1))
+        assert held == sorted(delayed)
+        wake = bool(self.client.exists(self.tracker.keys.wake))
+        assert wake >= bool(ready) and wake <= bool(ready or delayed)  # a delayed task's nudge may linger
 
     @invariant()
     def owners(self) -> None:
@@ -616,7 +654,8 @@ class TrackerMachine(RuleBasedStateMachine):
             owned = {int(m) for m in self.client.smembers(keys.owned(odig))}
             want = {t.id for t in self._present() if t.live and t.owner == owner}
             assert owned == want, f"owner {owner} holds {sorted(owned)}, model {sorted(want)}"
-            box = [tuple(e.decode().split(" ")) for e in self.client.lrange(keys.mailbox(odig), 0, -1)]
+            box = [tuple(e.decode().split(" ")) for e in self.client.lrange(keys.mailbox(odig), 0, -1)
+                   if e]  # an empty entry: a nudge (a delayed task became the next due), no task
             assert box == [(str(i), str(tok)) for i, tok in self.mailbox[owner]], f"mailbox of {owner}: {box}"
         waiters = [w.decode() for w in self.client.lrange(keys.waiters, 0, -1)]
         assert waiters == [_digest(w) for w in self.waiters], f"waiters {waiters}, model {self.waiters}"

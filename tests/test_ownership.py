@@ -53,7 +53,7 @@ def slow_scripts(tracker: Tracker) -> list[Any]:
 def test_advance_only_returns_tasks_it_started(tracker: Tracker) -> None:
     tracker.register_task_type("t", HANDLER)
     tracker.enqueue_many([("t", str(i), i) for i in range(3)])
-    _, queued, [task] = Claims(tracker).advance("w/0")
+    _, queued, [task], _ = Claims(tracker).advance("w/0")
     assert queued == 2
     assert tracker.get_task_status(task.task_id) == (Status.RUNNING, "RUNNING")
     assert tracker.describe_task(task.task_id)["owner"] == "w/0"
@@ -62,7 +62,7 @@ def test_advance_only_returns_tasks_it_started(tracker: Tracker) -> None:
 @pytest.mark.parametrize("meanwhile", ["delete", "cancel", "requeue", "reclaimed", "force-unregister"])
 def test_a_hand_off_whose_claim_is_gone_is_never_started(tracker: Tracker, meanwhile: str) -> None:
     tracker.register_task_type("t", HANDLER, timeout=3600)
-    assert Claims(tracker).advance("idle/0", wait=True)[2] == []
+    assert Claims(tracker).advance("idle/0", wait=True).tasks == []
     tid = tracker.enqueue_task("t", "x", 1)  # handed to idle/0: SCHEDULED in its name, id in its mailbox
     assert tracker.get_task_status(tid)[1] == "SCHEDULED"
     if meanwhile == "delete":
@@ -91,7 +91,7 @@ def test_advance_starts_the_handed_task_before_claiming_from_the_queue(tracker: 
     Claims(tracker).advance("w/0", wait=True)
     handed = tracker.enqueue_task("t", "handed", 1)
     queued = tracker.enqueue_task("t", "queued", 2)  # no waiter left: queued
-    _, left, [task] = Claims(tracker).advance("w/0")
+    _, left, [task], _ = Claims(tracker).advance("w/0")
     assert task.task_id == handed and left == 1
     assert tracker.get_task_status(handed)[1] == "RUNNING"
     assert tracker.get_task_status(queued)[1] == "ACCEPTED"

@@ -90,3 +90,14 @@ def test_a_face_refuses_the_other_kind_of_client() -> None:
         Tracker(redis.asyncio.Redis())
     with pytest.raises(InvalidInput, match="redis_atp.Tracker"):
         AsyncTracker(redis.Redis())
+
+
+def test_every_subpackage_ships_in_the_wheel() -> None:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    listed = set(re.findall(r'"(redis_atp[\w.]*)"', re.search(r"^packages = \[(.*)\]$",
+                                                              (root / "pyproject.toml").read_text(), re.M)[1]))
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "redis_atp").rglob("__init__.py")}
+    assert found | {"redis_atp.lua"} == listed

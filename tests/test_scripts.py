@@ -11,7 +11,7 @@ import pytest
 
 from redis_atp import Status, Tracker
 from redis_atp.errors import Code, error_for_code
-from redis_atp.scripts import SCRIPT_NAMES, script
+from redis_atp.scripts import SCRIPT_NAMES, SHARED, script
 
 from .conftest import runs
 
@@ -24,7 +24,7 @@ def _lua(name: str) -> str:
 
 
 def test_every_script_file_is_known_and_has_a_header() -> None:
-    on_disk = {p.name[:-4] for p in LUA.iterdir() if p.name.endswith(".lua") and p.name != "_prelude.lua"}
+    on_disk = {p.name[:-4] for p in LUA.iterdir() if p.name.endswith(".lua") and not p.name.startswith("_")}
     assert on_disk == set(SCRIPT_NAMES)
     for name in SCRIPT_NAMES:
         text = _lua(name)
@@ -50,7 +50,7 @@ def test_arguments_in_headers_match_the_scripts() -> None:
 
 
 def test_every_code_used_in_lua_is_mapped() -> None:
-    all_lua = "".join(_lua(n) for n in (*SCRIPT_NAMES, "_prelude"))
+    all_lua = "".join(_lua(n) for n in (*SCRIPT_NAMES, *SHARED))
     used = set(re.findall(r"\bE_([A-Z_]+)", all_lua))
     assert used <= {c.name for c in Code}
     for c in Code:
@@ -60,8 +60,9 @@ def test_every_code_used_in_lua_is_mapped() -> None:
     assert "local S_FINISHED = 5" in script("finish").source
 
 
-def test_prelude_is_small() -> None:
-    assert len(_lua("_prelude").splitlines()) < 450  # the state machine; keep it one screenful of helpers
+def test_shared_helpers_are_small() -> None:
+    for name in SHARED:  # the state machine, and the queue's: keep each a screenful of helpers
+        assert len(_lua(name).splitlines()) < 450, name
 
 
 def test_recovers_from_script_flush(tracker: Tracker) -> None:

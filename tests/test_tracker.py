@@ -96,8 +96,8 @@ def test_seed_defaults_are_kept() -> None:
     import inspect
 
     sig = inspect.signature(seed.registerTaskType)
-    assert [(p.name, p.default) for p in list(sig.parameters.values())[2:]] == [
-        ("timeout", 3600), ("timeret", -1), ("maxrestart", 2)]
+    positional = [p for p in sig.parameters.values() if p.kind is not p.KEYWORD_ONLY]
+    assert [(p.name, p.default) for p in positional[2:]] == [("timeout", 3600), ("timeret", -1), ("maxrestart", 2)]
     assert inspect.signature(seed.setTaskResponse).parameters["mimeType"].default == "text/xml"
     assert inspect.signature(seed.enqueueTask).parameters["message"].default == ""
     assert inspect.signature(seed.unregisterTaskType).parameters["force"].default is False

@@ -136,13 +136,16 @@ class Fleet:
 
     def housekeeping(self, interval: float) -> tuple[list[Recovered], list[Recovered], int] | None:
         """One round of fleet housekeeping, run by at most one worker per ``interval``
-        (a ``SET NX PX`` lock): reap workers whose heartbeat expired, re-enqueue zombie
-        tasks, and one step of the retention sweep on each shard. Returns what it did,
+        (a ``SET NX PX`` lock): reap workers whose heartbeat expired, promote due
+        delayed tasks, re-enqueue zombie tasks, and one step of the retention sweep on
+        each shard. Returns what it did,
         or ``None`` when another worker holds the round. Every step is safe to run
         concurrently; the lock only saves work."""
         if not self.client.set(self.keys.housekeeping, str(time.time()), nx=True, px=int(interval * 1000)):
             return None
         dead = self.reap()
+        for shard in range(self.tracker.shards):  # due tasks no claim has come for (all workers busy)
+            self.run(admin.promote_due(self.ns, shard))
         zombies = self.run(admin.reap_zombies(self.ns, limit=ZOMBIES_PER_ROUND))
         retired = 0
         for shard, keys in enumerate(self.tracker.shard_keys):

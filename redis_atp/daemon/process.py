@@ -14,11 +14,11 @@ from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.retry import Retry as NoRetries
 
 from ..client import Tracker
 from ..connection import client_from_url
-from ..errors import StaleTask
+from ..errors import Fail, Retry, StaleTask
 from ..io_sync import SyncIO
 from ..keys import Keys
 from ..models import StartedTask
@@ -49,7 +49,7 @@ STOP_RELEASE_FOR = 2.0
 
 def worker_tracker(config: WorkerConfig, io: type[SyncIO] = SyncIO) -> Tracker:
     """A tracker for the worker (``io``: its executor, e.g. retrying for handlers)."""
-    client = client_from_url(config.url, retry=Retry(NoBackoff(), 0), **worker_client_options(config))
+    client = client_from_url(config.url, retry=NoRetries(NoBackoff(), 0), **worker_client_options(config))
     tracker = Tracker(client, config.namespace, shards=config.shards, serializer=config.serializer)
     tracker.io = io(client)
     tracker._owns_client = True
@@ -173,21 +173,26 @@ class WorkerProcess:
                 self.aio.wait_for_room(self.stopping)  # claim nothing while the event loop is full
                 if self.stopping.is_set():
                     break
-                ending, queued, tasks = self.claims.advance(owner, ended.args() if ended else None, wait=handoff,
-                                                            maybe_waiting=waiting)
+                step = self.claims.advance(owner, ended.args() if ended else None, wait=handoff,
+                                           maybe_waiting=waiting)
+                tasks = step.tasks
                 if ended:
-                    ended.report(ending)
+                    ended.report(step.ending)
                     ended = None
                 if not tasks:
-                    if queued:
+                    if step.ready:
                         continue  # the claim stopped at its pop limit
+                    due_in = float("inf") if step.due_in is None else step.due_in
                     if self.config.burst:
-                        break
+                        if step.due_in is None:
+                            break  # nothing ready and nothing delayed
+                        self.stopping.wait(min(due_in, self.config.block))
+                        continue
                     if not handoff:
-                        self.claims.wait_for_work(self.config.block)
+                        self.claims.wait_for_work(min(self.config.block, due_in))
                         continue
                     waiting = True
-                    tasks = self.claims.take_handoff(owner, HANDOFF_WAIT)
+                    tasks = self.claims.take_handoff(owner, min(HANDOFF_WAIT, due_in))
                 waiting = waiting and not tasks
                 for task in tasks:
                     ended = self._execute(owner, task)
@@ -251,9 +256,13 @@ class WorkerProcess:
         if getattr(exc, "redis_atp_gave_up", False):  # its TaskStatus calls could not reach Redis
             self.hand_back(task, f"put back: Redis could not serve the handler ({type(exc).__name__}: {exc})")
             return None
+        if isinstance(exc, Fail):
+            return Ended(task, Status.FAILED, str(exc) or "Fail", started)
+        if isinstance(exc, Retry):
+            return Ended(task, Status.FAILED, str(exc), started, "auto" if exc.delay is None else repr(exc.delay))
         log.error("task id=%d type=%s identifier=%s raised", task.task_id, task.type, task.identifier,
                   exc_info=(type(exc), exc, exc.__traceback__))
-        return Ended(task, Status.FAILED, f"{type(exc).__name__}: {exc}", started)
+        return Ended(task, Status.FAILED, f"{type(exc).__name__}: {exc}", started, "auto")
 
     def hand_back(self, task: StartedTask, message: str) -> None:
         """Put a run's task back in the queue, uncharged (its run met an infrastructure

@@ -9,7 +9,8 @@ handler may start.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import random
+from typing import Any, NamedTuple, Protocol
 
 from .. import validate
 from ..client import Tracker
@@ -20,7 +21,7 @@ from ..protocol.namespace import Namespace, text, token_base
 from ..protocol.requests import Command, Op
 from ..status import Status
 
-__all__ = ["Run", "Ended", "advance", "claim_started", "take_handoff", "end_run", "Claims"]
+__all__ = ["Run", "Ended", "Step", "advance", "claim_started", "take_handoff", "end_run", "Claims"]
 
 
 class Run(Protocol):
@@ -33,8 +34,29 @@ class Run(Protocol):
     def token(self) -> int | None: ...
 
 
-#: A run that is over: ``(run, FINISHED or FAILED, message)``.
-Ended = tuple[Run, Status, str]
+#: A run that is over: ``(run, FINISHED or FAILED, message)``, or with a fourth item for
+#: a failure, its retry: ``""`` none, ``"auto"`` (the type's backoff) or seconds.
+Ended = tuple[Run, Status, str] | tuple[Run, Status, str, str]
+
+
+class Step(NamedTuple):
+    """What one ``advance`` did: the ending's code (1 ended, 2 retry scheduled, 0 nothing
+    to do, or a negative :class:`~redis_atp.errors.Code` such as ``STALE``), the ready
+    tasks left on the shard asked (no task and ready above 0: call again), the tasks it
+    started, and seconds until the next delayed task is due (``None``: none)."""
+
+    ending: int
+    ready: int
+    tasks: list[StartedTask]
+    due_in: float | None
+
+
+def _end_args(ended: Ended) -> tuple[Any, ...]:
+    """The script arguments of a run's end: id, token, outcome, message, retry, jitter."""
+    run, outcome, message = ended[0], ended[1], ended[2]
+    retry = ended[3] if len(ended) > 3 else ""
+    return (validate.task_id(run.task_id), validate.token(run.token), int(outcome), validate.message(message),
+            retry, repr(random.random()) if retry == "auto" else "")
 
 
 def started(reply: list[Any]) -> list[StartedTask]:
@@ -51,7 +73,7 @@ def claim_started(ns: Namespace, server_id: str, message: str = "", start_messag
 
 
 def advance(ns: Namespace, server_id: str, ended: Ended | None = None, start_message: str = "",
-            count: int = 1, wait: bool = False, maybe_waiting: bool = True) -> Op[tuple[int, int, list[StartedTask]]]:
+            count: int = 1, wait: bool = False, maybe_waiting: bool = True) -> Op[Step]:
     """The slot's step in one round trip (script ``advance``).
 
     Ends the run ``ended`` unless its handler already ended it; then starts the task
@@ -64,31 +86,31 @@ def advance(ns: Namespace, server_id: str, ended: Ended | None = None, start_mes
     (the owner has not registered as a waiter since it last started a task: a busy
     slot) skips the look at its mailbox.
 
-    Returns the ending's code (1 done, 0 nothing to do, or a negative
-    :class:`~redis_atp.errors.Code` such as ``STALE``), the queue size left on the
-    shard asked (no task and a size above 0: call again), and the started tasks.
+    Returns a :class:`Step`.
     """
     owner = check_text("server id", server_id)
     odig = Keys.owner_digest(owner)
     msg = validate.message(start_message)
-    end_args: tuple[Any, ...] = ("", "", "", "")
+    end_args: tuple[Any, ...] = ("", "", "", "", "", "")
     shards = ns.next_shards()
     if ended is not None:
-        run, outcome, message = ended
-        tid = validate.task_id(run.task_id)
-        end_args = (tid, validate.token(run.token), int(outcome), validate.message(message))
-        shards = [ns.shard_of_id(tid)] + [s for s in shards if s != ns.shard_of_id(tid)]
+        end_args = _end_args(ended)
+        shards = [ns.shard_of_id(end_args[0])] + [s for s in shards if s != ns.shard_of_id(end_args[0])]
     handoff = str(token_base()) if wait and ns.shards == 1 else ""
     if not ns.checked:
         yield from ns.check()
-    reply = yield ns.call("advance", owner, odig, *end_args, msg, count, token_base(), handoff,
-                          "1" if maybe_waiting else "0", shard=shards[0])
-    found = started(reply[2:])
+    reply = yield ns.call("advance", owner, odig, *end_args[:4], msg, count, token_base(), handoff,
+                          "1" if maybe_waiting else "0", *end_args[4:], shard=shards[0])
+    due_in = [int(reply[2])]
+    found = started(reply[3:])
     for shard in shards[1:] if not found and count else []:  # sharded: the other shards
-        found = started((yield ns.call("dequeue", owner, odig, count, "", "1", msg, token_base(), shard=shard))[1:])
+        more = yield ns.call("dequeue", owner, odig, count, "", "1", msg, token_base(), shard=shard)
+        due_in.append(int(more[1]))
+        found = started(more[2:])
         if found:
             break
-    return int(reply[0]), int(reply[1]), found
+    due = [d / 1000 for d in due_in if d >= 0]
+    return Step(int(reply[0]), int(reply[1]), found, min(due) if due else None)
 
 
 def take_handoff(ns: Namespace, server_id: str, timeout: float, start_message: str = "") -> Op[list[StartedTask]]:
@@ -107,14 +129,13 @@ def take_handoff(ns: Namespace, server_id: str, timeout: float, start_message: s
 
 
 def end_run(ns: Namespace, ended: Ended) -> Op[int]:
-    """End a run on its own, unless it ended its task already: 1 done, 0 already ended,
-    ``Code.STALE`` if the run no longer owns the task (script ``finish``)."""
-    run, outcome, message = ended
-    tid = validate.task_id(run.task_id)
+    """End a run on its own, unless it ended its task already: 1 done, 2 retry
+    scheduled, 0 already ended, ``Code.STALE`` if the run no longer owns the task
+    (script ``finish``)."""
+    tid, token, outcome, message, retry, jitter = _end_args(ended)
     if not ns.checked:
         yield from ns.check()
-    reply = yield ns.call("finish", tid, validate.token(run.token), int(outcome), validate.message(message), "1",
-                          shard=ns.shard_of_id(tid))
+    reply = yield ns.call("finish", tid, token, outcome, message, "1", retry, jitter, shard=ns.shard_of_id(tid))
     return int(reply[0] if isinstance(reply, list) else reply)  # a refusal carries details
 
 
@@ -132,7 +153,7 @@ class Claims:
         return self.io.run(claim_started(self.ns, server_id, message, start_message, count, timeout))
 
     def advance(self, server_id: str, ended: Ended | None = None, start_message: str = "", count: int = 1,
-                wait: bool = False, maybe_waiting: bool = True) -> tuple[int, int, list[StartedTask]]:
+                wait: bool = False, maybe_waiting: bool = True) -> Step:
         """See :func:`advance`."""
         return self.io.run(advance(self.ns, server_id, ended, start_message, count, wait, maybe_waiting))
 

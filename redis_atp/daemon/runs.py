@@ -27,14 +27,17 @@ class Ended:
     outcome: Status
     message: str
     started: float
+    #: A failure's retry: "" none (``Fail``, or not a handler's error), "auto" (the
+    #: type's backoff), or the seconds a handler's ``Retry(delay=)`` asked for.
+    retry: str = ""
     duration: float = 0.0
 
     def __post_init__(self) -> None:
         self.duration = time.monotonic() - self.started
         self.message = clean_text(self.message, MAX_ERROR_CHARS)
 
-    def args(self) -> tuple[StartedTask, Status, str]:
-        return (self.task, self.outcome, self.message)
+    def args(self) -> tuple[StartedTask, Status, str, str]:
+        return (self.task, self.outcome, self.message, self.retry)
 
     def report(self, ending: int) -> None:
         t = self.task
@@ -42,7 +45,7 @@ class Ended:
             log.warning("task lost id=%d type=%s identifier=%s: the run no longer owns it (%s)",
                         t.task_id, t.type, t.identifier, Code(ending).name)
             return
-        name = self.outcome.name.lower() if ending else "ended by handler"
-        level = logging.WARNING if ending and self.outcome is Status.FAILED else logging.INFO
+        name = "failed, retry scheduled" if ending == 2 else self.outcome.name.lower() if ending else "ended by handler"
+        level = logging.WARNING if ending == 1 and self.outcome is Status.FAILED else logging.INFO
         log.log(level, "task %s id=%d type=%s identifier=%s duration=%.3fs%s", name, t.task_id, t.type,
                 t.identifier, self.duration, f" error={self.message!r}" if self.message else "")

@@ -8,6 +8,7 @@
 --   ARGV[1] task key prefix      ARGV[2] id-bucket key prefix
 --   ARGV[3] type key prefix      ARGV[4] owned-set key prefix  ARGV[5] mailbox prefix
 --   ARGV[6] log record cap       ARGV[7] shards S      ARGV[8] this shard i
+--   ARGV[9] delayed zset (ACCEPTED tasks not yet due: queue entry -> due time, ms)
 --   (a shard's task ids are seq * S + i)  the script's own arguments: arg(1), arg(2), ...
 -- Keys of one task, type, bucket or owner are built here from those prefixes;
 -- all of them share the namespace's hash tag, so they live in the same slot.
@@ -16,7 +17,8 @@ local K_TYPES, K_QUEUE, K_QUEUED, K_WAKE, K_SEQ = KEYS[1], KEYS[2], KEYS[3], KEY
 local K_WAITERS, K_WAITING = KEYS[6], KEYS[7]
 local P_TASK, P_IDS, P_TYPE, P_OWNED, P_MAILBOX = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local LOG_CAP, SHARDS, SHARD = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local NARG = 8
+local K_DELAYED = ARGV[9]
+local NARG = 9
 local function arg(i) return ARGV[NARG + i] end
 
 local COUNTER = {[S_ACCEPTED] = 'accepted', [S_SCHEDULED] = 'scheduled', [S_RUNNING] = 'running',
@@ -61,26 +63,30 @@ local function load_type(name)
   local ty = false
   if n then
     local key = P_TYPE .. n
-    local v = redis.call('HMGET', key, 'handler', 'timeout', 'timeret', 'maxrestart')
+    local v = redis.call('HMGET', key, 'handler', 'timeout', 'timeret', 'maxrestart', 'retries', 'retry_delay',
+                         'retry_backoff', 'retry_max_delay')
     ty = {name = name, key = key, live = key .. ':live', handler = v[1] or '', timeout = seconds(v[2], 0),
-          timeret = seconds(v[3], -1), maxrestart = math.max(0, math.floor(seconds(v[4], 0)))}
+          timeret = seconds(v[3], -1), maxrestart = math.max(0, math.floor(seconds(v[4], 0))),
+          retries = math.max(0, math.floor(seconds(v[5], 0))), retry_delay = math.max(0, seconds(v[6], 1)),
+          retry_backoff = math.max(1, seconds(v[7], 2)), retry_max_delay = math.max(0, seconds(v[8], 3600))}
   end
   type_cache[name] = ty
   return ty or nil
 end
 
 -- A task's type; a task outlives its type only if someone deleted keys by hand.
-local ORPHAN = {timeout = 0, timeret = -1, maxrestart = 0, handler = ''}
+local ORPHAN = {timeout = 0, timeret = -1, maxrestart = 0, handler = '', retries = 0}
 local function type_of(t) return load_type(t.type) or ORPHAN end
 
 -- The task stored under `key` if it is task `id`, else nil.
 local function load_task_at(id, key)
   local v = redis.call('HMGET', key, 'id', 'type', 'ident', 'status', 'run', 'odig', 'restarts', 'nlog', 'token',
-                      'nq')
+                      'nq', 'due', 'retries')
   if v[1] ~= istr(id) then return nil end
   return {id = tonumber(id), key = key, type = v[2], ident = v[3], status = tonumber(v[4]),
           run = tonumber(v[5] or '0'), odig = v[6], restarts = tonumber(v[7] or '0'),
-          nlog = tonumber(v[8] or '1'), token = v[9], nq = tonumber(v[10] or '0')}
+          nlog = tonumber(v[8] or '1'), token = v[9], nq = tonumber(v[10] or '0'), due = tonumber(v[11]),
+          retries = tonumber(v[12] or '0')}
 end
 
 -- Task `id` (a number or a decimal string), or nil when it does not exist.
@@ -112,18 +118,32 @@ local function unfence(t)
   end
 end
 
--- The queue size is the counter K_QUEUED, kept exact by every script. The wake
--- marker exists only while it is above 0; at 0 the counter goes, and so does the
--- queue list, which then holds only entries of tasks that left it early (see unqueue).
--- Returns the new queue size.
+-- The queue size is the counter K_QUEUED, kept exact by every script: every ACCEPTED
+-- task, ready (in the queue list) or delayed (in K_DELAYED until its due time). The
+-- wake marker exists while ready tasks do; with none, the queue list goes (it holds
+-- only entries of tasks that left it early, see unqueue), and at 0 the counter too.
+-- Returns the new queue size and the ready part of it.
 local function queued_delta(n)
   local size = redis.call('INCRBY', K_QUEUED, n)
-  if size > 0 then
-    redis.call('ZADD', K_WAKE, 0, 'wake')
-  else
+  if size <= 0 then
     redis.call('DEL', K_WAKE, K_QUEUE, K_QUEUED)
+    return 0, 0
   end
-  return size
+  local ready = size - redis.call('ZCARD', K_DELAYED)
+  if ready > 0 then redis.call('ZADD', K_WAKE, 0, 'wake') else redis.call('DEL', K_WAKE, K_QUEUE) end
+  return size, ready
+end
+
+-- Ready tasks: ACCEPTED and not delayed.
+local function ready_count()
+  return tonumber(redis.call('GET', K_QUEUED) or '0') - redis.call('ZCARD', K_DELAYED)
+end
+
+-- Milliseconds until the next delayed task is due (0: due now), or -1 with none.
+local function next_due_in(now)
+  local first = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
+  if not first[1] then return -1 end
+  return math.max(0, tonumber(first[2]) - now)
 end
 
 -- Task `t`'s queue entry: its id, and from its second time in the queue on, ':<n>'
@@ -135,9 +155,15 @@ local function queue_entry(t)
 end
 
 -- Task `t` (ACCEPTED) leaves the queue other than by a claim (cancel, delete, start
--- by hand). Its entry stays where it is, so this costs O(1) at any queue length;
--- claims drop entries that are not their task's current one (see claim).
-local function unqueue()
+-- by hand). A ready task's entry stays where it is, so this costs O(1) at any queue
+-- length; claims drop entries that are not their task's current one (see claim). A
+-- delayed task leaves the delayed set (O(log n)).
+local function unqueue(t)
+  if t.due then
+    redis.call('ZREM', K_DELAYED, queue_entry(t))
+    redis.call('HDEL', t.key, 'due')
+    t.due = nil
+  end
   queued_delta(-1)
 end
 
@@ -194,6 +220,7 @@ local function append_log(t, new, now, msg, via, via_msg)
 end
 
 local offer  -- defined below: a task that became ACCEPTED goes to a waiter or the queue
+local promote  -- defined below: due delayed tasks join the queue
 
 -- Moves task `t` (of type `ty`) to status `new`, keeping every index in step:
 -- queue, live set, owner's set, per-type counters, retention TTLs and the log.
@@ -203,7 +230,7 @@ local offer  -- defined below: a task that became ACCEPTED goes to a waiter or t
 -- fail half-way; the TTL is set after the last HSET, which must not re-create a key.
 local function set_status(t, ty, new, now, msg, via, via_msg)
   local old, id = t.status, istr(t.id)
-  if old == S_ACCEPTED and new ~= S_ACCEPTED and not t.popped then unqueue() end
+  if old == S_ACCEPTED and new ~= S_ACCEPTED and not t.popped then unqueue(t) end
   if ty.live then
     if is_live(new) then redis.call('ZADD', ty.live, now, id)
     elseif is_live(old) then redis.call('ZREM', ty.live, id) end
@@ -241,7 +268,7 @@ end
 local function forget(t)
   local id = istr(t.id)
   local ty = type_of(t)
-  if t.status == S_ACCEPTED then unqueue() end
+  if t.status == S_ACCEPTED then unqueue(t) end
   if is_live(t.status) then
     if ty.live then redis.call('ZREM', ty.live, id) end
     if t.odig then redis.call('SREM', P_OWNED .. t.odig, id) end
@@ -294,9 +321,13 @@ local function for_owned(odig, keep, act)
 end
 
 -- Ends a run (FINISHED or FAILED). A run ending the task again as it already ended
--- it (a retry after a lost reply) changes nothing; nor does if_unfinished on an ended
--- task. Returns 1 (changed), 0 (already ended), E_TASK_NOT_FOUND or the fence's refusal.
-local function end_run(id, token, outcome, msg, if_unfinished)
+-- it (a repeat after a lost reply) changes nothing; nor does if_unfinished on an ended
+-- task. A failure with `retry` ('auto': the type's backoff, `jitter` in [0, 1) the
+-- full-jitter fraction; or a number of seconds the handler asked for) goes back to
+-- the queue delayed while the type's `retries` budget lasts, counted apart from
+-- restarts. Returns 1 (ended), 2 (retry scheduled), 0 (already ended),
+-- E_TASK_NOT_FOUND or the fence's refusal.
+local function end_run(id, token, outcome, msg, if_unfinished, retry, jitter)
   local t = load_task(id)
   if not t then return E_TASK_NOT_FOUND end
   if is_terminal(t.status) and token == t.token and (if_unfinished or t.status == outcome) then return 0 end
@@ -304,139 +335,24 @@ local function end_run(id, token, outcome, msg, if_unfinished)
   local refused = fence(t, token)
   if refused then return refused end
   if token == '' then unfence(t) end
-  set_status(t, type_of(t), outcome, now_ms(), msg)
-  return 1
-end
-
--- What a started task's run needs: {id, token, type, identifier, handler, input}.
-local function run_data(t, ty)
-  return {istr(t.id), t.token, t.type, t.ident, ty.handler, redis.call('HGET', t.key, 'input')}
-end
-
--- Claims task `t` (ACCEPTED, already off the queue) for an owner: SCHEDULED, the
--- owner, a new run number, the fencing token `token` (random, from the claimer)
--- and a deadline; its id joins the owner's set. With start_msg it goes on to
--- RUNNING. Returns {id, token}, or with `data` run_data.
-local function take(t, ty, owner, odig, now, msg, start_msg, token, data)
-  t.popped, t.run, t.odig, t.token = true, t.run + 1, odig, token
-  redis.call('HSET', t.key, 'owner', owner, 'odig', odig, 'run', t.run, 'token', token)
-  redis.call('SADD', P_OWNED .. odig, istr(t.id))
-  if start_msg then
-    set_status(t, ty, S_RUNNING, now, start_msg, S_SCHEDULED, msg)
-  else
-    set_status(t, ty, S_SCHEDULED, now, msg)
-  end
-  if not data then return {istr(t.id), t.token} end
-  return run_data(t, ty)
-end
-
--- Queue entries one claim may pop (entries left behind, see unqueue, count too), so
--- a claim stays short; its caller sees tasks still queued and calls again.
-local MAX_POPS = 100
-
--- Takes up to `count` tasks from the head of the queue for an owner (see take);
--- the tokens are token_base, token_base + 1, ... With start_msg they are started,
--- and with `data` (or start_msg) their data is returned.
--- Returns {id, token, [type, identifier, handler, input,] ...} and the queue size left.
-local function claim(owner, odig, count, msg, start_msg, token_base, data)
-  local now = now_ms()
-  local out, claimed, pops = {}, 0, 0
-  while claimed < count and pops < MAX_POPS do
-    local entries = redis.call('LPOP', K_QUEUE, math.min(count - claimed, MAX_POPS - pops))
-    if not entries then break end
-    pops = pops + #entries
-    for _, entry in ipairs(entries) do
-      local id, nq = string.match(entry, '^(%d+):?(%d*)$')
-      local t = id and load_task(id)
-      if t and t.status == S_ACCEPTED and t.nq == (tonumber(nq) or 0) then
-        claimed = claimed + 1
-        for _, v in ipairs(take(t, type_of(t), owner, odig, now, msg, start_msg, istr(token_base + claimed - 1),
-                                data or start_msg ~= nil)) do
-          out[#out + 1] = v
-        end
+  local ty, now = type_of(t), now_ms()
+  if outcome == S_FAILED and retry and retry ~= '' then
+    if t.retries < ty.retries then
+      local delay = tonumber(retry)
+      if retry == 'auto' then
+        delay = math.min(ty.retry_max_delay, ty.retry_delay * ty.retry_backoff ^ t.retries) * (tonumber(jitter) or 1)
       end
+      t.retries = t.retries + 1
+      redis.call('HSET', t.key, 'retries', t.retries)
+      t.due = now + math.ceil(delay * 1000)
+      set_status(t, ty, S_ACCEPTED, now,
+                 string.format('retry %d of %d in %.3f s: ', t.retries, ty.retries, delay) .. msg)
+      return 2
+    end
+    if ty.retries > 0 or retry ~= 'auto' then
+      msg = msg .. string.format('; no retry left (%d of %d used)', t.retries, ty.retries)
     end
   end
-  if claimed > 0 then return out, queued_delta(-claimed) end
-  return out, tonumber(redis.call('GET', K_QUEUED) or '0')
-end
-
--- Hand-off: an idle worker thread that found no work registers as a waiter (its
--- owner digest in the waiters list; "<token> <owner>" in the waiting hash) and
--- blocks on its mailbox. A task that becomes ACCEPTED goes to the longest-waiting
--- waiter, claimed for it (SCHEDULED) in the same script, and its id and token go to
--- the waiter's mailbox; the waiter starts it with take_mailbox, which checks that
--- the claim is still current. Unsharded namespaces only.
-local function hand_off(t, ty, now)
-  while SHARDS == 1 do
-    local odig = redis.call('LPOP', K_WAITERS)
-    if not odig then return false end
-    local entry = redis.call('HGET', K_WAITING, odig)
-    if entry then
-      redis.call('HDEL', K_WAITING, odig)
-      local sp = string.find(entry, ' ', 1, true)
-      take(t, ty, string.sub(entry, sp + 1), odig, now, '', nil, string.sub(entry, 1, sp - 1), false)
-      redis.call('RPUSH', P_MAILBOX .. odig, istr(t.id) .. ' ' .. t.token)
-      return true
-    end
-  end
-  return false
-end
-
-offer = function(t, ty, now)
-  if not hand_off(t, ty, now) then
-    t.nq = redis.call('HINCRBY', t.key, 'nq', 1)
-    redis.call('RPUSH', K_QUEUE, queue_entry(t))
-    queued_delta(1)
-  end
-end
-
--- The task a mailbox entry "<id> <token>" of owner `odig` names, if that claim is
--- still current (the task SCHEDULED for this owner under this token), else nil.
-local function handed_task(entry, odig)
-  local sp = string.find(entry, ' ', 1, true)
-  local t = sp and load_task(string.sub(entry, 1, sp - 1))
-  if t and t.status == S_SCHEDULED and t.odig == odig and t.token == string.sub(entry, sp + 1) then return t end
-  return nil
-end
-
--- An owner leaves the waiters (the list entry only if it was waiting: O(waiters)).
-local function stop_waiting(odig)
-  if redis.call('HDEL', K_WAITING, odig) == 1 then redis.call('LREM', K_WAITERS, 0, odig) end
-end
-
--- The task handed to owner `odig` whose claim is still current, from its mailbox:
--- started (RUNNING) and returned as run_data; entries whose claim is gone (the task
--- deleted, recovered, put back or re-claimed meanwhile) are dropped. nil if none.
-local function take_mailbox(odig, start_msg)
-  local mailbox = P_MAILBOX .. odig
-  while true do
-    local entry = redis.call('LPOP', mailbox)
-    if not entry then return nil end
-    local t = handed_task(entry, odig)
-    if t then
-      local ty = type_of(t)
-      set_status(t, ty, S_RUNNING, now_ms(), start_msg)
-      return run_data(t, ty)
-    end
-  end
-end
-
--- An owner stops waiting: it leaves the waiters, and the tasks handed to it that it
--- never took go back to the queue uncharged (their handler never ran, so no owner
--- keeps one); an entry whose claim is gone (the task re-queued, perhaps claimed again
--- by this owner: another token) is left alone.
--- Returns {id, type, identifier, new status, ...} of those tasks.
-local function unwait(odig, msg)
-  stop_waiting(odig)
-  local mailbox, now, out = P_MAILBOX .. odig, now_ms(), {}
-  for _, entry in ipairs(redis.call('LRANGE', mailbox, 0, -1)) do
-    local t = handed_task(entry, odig)
-    if t then
-      set_status(t, type_of(t), S_ACCEPTED, now, msg)
-      for _, v in ipairs({t.id, t.type, t.ident, t.status}) do out[#out + 1] = v end
-    end
-  end
-  redis.call('DEL', mailbox)
-  return out
+  set_status(t, ty, outcome, now, msg)
+  return 1
 end

@@ -1,27 +1,31 @@
--- enqueue.lua: create tasks (status ACCEPTED, first log record) at the tail of
--- the queue, each after its own queue-size check against the namespace's limit;
--- one call takes one task (enqueueTask) or many (enqueue_many), and each task is
--- created whole or not at all.
--- While idle workers wait, each new task is handed straight to one (see hand_off).
--- KEYS[1..7], ARGV[1..8]: the common convention (_prelude.lua); also KEYS[8] the
+-- enqueue.lua: create tasks (status ACCEPTED, first log record) at the tail of the
+-- queue, each after its own size check against the namespace's limit; one call takes
+-- one task or many, each created whole or not at all. While idle workers wait, each
+-- new task is handed straight to one (see hand_off); a delayed one waits in the
+-- delayed set until due (see promote), counted in the queue size and its limit.
+-- KEYS[1..7], ARGV[1..9]: the common convention (_prelude.lua); also KEYS[8] the
 -- shard's config hash, whose max_queue_size (<= 0: no limit; absent: the seed's
 -- default) is the limit; sharded, a shard holds at most ceil(limit / shards).
--- arg(1) number of tasks N, then per task, 5 arguments: type, identifier, task
--- digest, input (encoded), message
+-- arg(1) number of tasks N  arg(2) the batch's delay, ms ('' = none)  arg(3) its due
+-- time, ms since the epoch ('' = none; not in the future: ready at once), then per
+-- task, 5 arguments: type, identifier, task digest, input (encoded), message
 -- Returns one entry per task: its new id, or E_TYPE_NOT_FOUND, E_QUEUE_FULL,
 -- E_DUPLICATE, E_COLLISION (another (type, identifier) has the same digest); then
 -- the limit and, with a limit, the shard's queue size after the call.
 local limit = tonumber(redis.call('HGET', KEYS[8], 'max_queue_size') or DEFAULT_QUEUE_LIMIT) or DEFAULT_QUEUE_LIMIT
 local max_size, n = limit > 0 and math.ceil(limit / SHARDS) or 0, tonumber(arg(1))
 local now = now_ms()
+local due = (arg(3) ~= '' and tonumber(arg(3))) or (arg(2) ~= '' and now + tonumber(arg(2))) or now
+if due ~= due or due > now + 1e12 then return redis.error_reply('ERR invalid due time') end
+local delayed = due > now
 local record = log_record(now, S_ACCEPTED, '')
 local qlen = max_size > 0 and tonumber(redis.call('GET', K_QUEUED) or '0') or 0
 local seq = tonumber(redis.call('GET', K_SEQ) or '0')
 local first = seq + 1
-local added, buckets, bucket_order, pushed, out = {}, {}, {}, {}, {}
-local waiters = SHARDS == 1 and redis.call('LLEN', K_WAITERS) > 0
+local added, buckets, bucket_order, pushed, held, out = {}, {}, {}, {}, {}, {}
+local waiters = not delayed and SHARDS == 1 and redis.call('LLEN', K_WAITERS) > 0
 for i = 1, n do
-  local base = 1 + (i - 1) * 5
+  local base = 3 + (i - 1) * 5
   local name, ident, digest, msg = arg(base + 1), arg(base + 2), arg(base + 3), arg(base + 5)
   local ty = load_type(name)
   if not ty then
@@ -53,7 +57,10 @@ for i = 1, n do
                    restarts = 0, nlog = 1, nq = 0}
         waiters = hand_off(t, ty, now)
       end
-      if not waiters then
+      if delayed then
+        redis.call('HSET', key, 'due', due, 'nq', 1)
+        held[#held + 1], held[#held + 2], qlen = due, id .. ':1', qlen + 1
+      elseif not waiters then
         pushed[#pushed + 1] = id
         qlen = qlen + 1
       end
@@ -71,7 +78,7 @@ if seq >= first then
   for i = 1, #pushed, 1000 do
     redis.call('RPUSH', K_QUEUE, unpack(pushed, i, math.min(i + 999, #pushed)))
   end
-  if #pushed > 0 then queued_delta(#pushed) end
+  if #pushed + hold(held, due) > 0 then queued_delta(#pushed + #held / 2) end
   for key, count in pairs(added) do redis.call('HINCRBY', key, 'accepted', count) end
 end
 out[n + 1] = limit

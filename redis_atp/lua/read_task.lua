@@ -1,12 +1,13 @@
 -- read_task.lua: read a task by id, or by (type, identifier) through its digest.
 -- A read, not a state change: it exists so that a lookup by id (id bucket, then
 -- task hash) and the log (every log:<n> field, in order) take one round trip.
--- KEYS[1..7], ARGV[1..8]: the common convention (_prelude.lua).
+-- KEYS[1..7], ARGV[1..9]: the common convention (_prelude.lua).
 -- arg(1) task id, or '' to name it by arg(2) digest, arg(3) type, arg(4) identifier
 -- arg(5) what: 'info' {id, type, identifier, status, owner, run, restarts}
 --              'log' {record, ...}  'response' {response, response type, MIME type}
 --              'input' {input}  'show' {info..., handler, ttl ms, deadline ms ('' = none),
---              response length, MIME type, input, 1 if it has an owner now, record...}
+--              response length, MIME type, input, 1 if it has an owner now, retries used,
+--              due time ms ('' = not delayed), record...}
 -- Returns that list, or E_TASK_NOT_FOUND.
 local key
 if arg(1) ~= '' then
@@ -41,7 +42,8 @@ local changed = ty.live and ty.timeout > 0 and redis.call('ZSCORE', ty.live, inf
 local deadline = changed and string.format('%d', tonumber(changed) + math.floor(ty.timeout * 1000)) or ''
 local extra = {ty.handler or '', redis.call('PTTL', key), deadline, redis.call('HSTRLEN', key, 'response'),
                redis.call('HGET', key, 'mime') or '', redis.call('HGET', key, 'input'),
-               redis.call('HEXISTS', key, 'odig')}
+               redis.call('HEXISTS', key, 'odig'), redis.call('HGET', key, 'retries') or '0',
+               redis.call('HGET', key, 'due') or ''}
 for _, v in ipairs(extra) do info[#info + 1] = v end
 for _, r in ipairs(log()) do info[#info + 1] = r end
 return info

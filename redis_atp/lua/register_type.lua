@@ -1,15 +1,21 @@
 -- register_type.lua: create a task type, or update the settings of an existing one.
--- KEYS[1..7], ARGV[1..8]: the common convention (_prelude.lua); also KEYS[8] typeseq.
+-- KEYS[1..7], ARGV[1..9]: the common convention (_prelude.lua); also KEYS[8] typeseq.
 -- arg(1) name  arg(2) handler (dotted path)  arg(3) timeout s  arg(4) timeret s
--- arg(5) maxrestart (>= 0)
+-- arg(5) maxrestart (>= 0)  arg(6) retries (>= 0)  arg(7) retry_delay s (>= 0)
+-- arg(8) retry_backoff (>= 1)  arg(9) retry_max_delay s (>= 0)
 -- Returns the type number; a malformed number is refused before anything is written.
 local name = arg(1)
-for i = 3, 4 do
+for _, i in ipairs({3, 4, 7, 8, 9}) do
   if seconds(arg(i), nil) == nil then return redis.error_reply('ERR invalid number of seconds: ' .. arg(i)) end
 end
-local maxrestart = tonumber(arg(5))
-if not maxrestart or maxrestart < 0 or maxrestart ~= math.floor(maxrestart) or maxrestart > 1e9 then
-  return redis.error_reply('ERR invalid maxrestart: ' .. arg(5))
+if tonumber(arg(7)) < 0 or tonumber(arg(8)) < 1 or tonumber(arg(9)) < 0 then
+  return redis.error_reply('ERR invalid retry settings')
+end
+for _, i in ipairs({5, 6}) do
+  local count = tonumber(arg(i))
+  if not count or count < 0 or count ~= math.floor(count) or count > 1e9 then
+    return redis.error_reply('ERR invalid count: ' .. arg(i))
+  end
 end
 local n = redis.call('HGET', K_TYPES, name)
 if not n then
@@ -17,5 +23,6 @@ if not n then
   redis.call('HSET', K_TYPES, name, n)
 end
 redis.call('HSET', P_TYPE .. n, 'name', name, 'handler', arg(2), 'timeout', arg(3),
-           'timeret', arg(4), 'maxrestart', arg(5))
+           'timeret', arg(4), 'maxrestart', arg(5), 'retries', arg(6), 'retry_delay', arg(7),
+           'retry_backoff', arg(8), 'retry_max_delay', arg(9))
 return tonumber(n)

@@ -13,7 +13,7 @@ from .requests import Op
 from .tasks import checked
 
 __all__ = ["register_task_type", "unregister_task_type", "set_max_queue_size", "reap_zombies",
-           "reenqueue_zombie_tasks", "retire_step", "delete_retired_tasks", "Recovered", "recovered",
+           "reenqueue_zombie_tasks", "promote_due", "retire_step", "delete_retired_tasks", "Recovered", "recovered",
            "REAP_BATCH", "BUCKETS_PER_CALL"]
 
 #: Tasks and id buckets (100 ids each) per call of the batched scripts: each call
@@ -31,13 +31,14 @@ def recovered(reply: list[bytes | int]) -> list[Recovered]:
 
 
 def register_task_type(ns: Namespace, identifier: str, handler: Handler, timeout: float = 3600,
-                       timeret: float = -1, maxrestart: int = 2) -> Op[None]:
+                       timeret: float = -1, maxrestart: int = 2, retries: int = 0, retry_delay: float = 1.0,
+                       retry_backoff: float = 2.0, retry_max_delay: float = 3600) -> Op[None]:
     check_text("task type", identifier)
     path = validate.handler_path(handler)
     if isinstance(maxrestart, bool) or not isinstance(maxrestart, int):
         raise InvalidInput(f"maxrestart must be an int, not {maxrestart!r:.80}")
     args = (identifier, path, validate.seconds("timeout", timeout), validate.seconds("timeret", timeret),
-            max(0, maxrestart))
+            max(0, maxrestart), *validate.retry_settings(retries, retry_delay, retry_backoff, retry_max_delay))
     if not ns.checked:
         yield from ns.check(registering=True)
     for shard, keys in enumerate(ns.shard_keys):
@@ -80,6 +81,20 @@ def reap_zombies(ns: Namespace, message: str = "", limit: int | None = None) -> 
 
 def reenqueue_zombie_tasks(ns: Namespace, message: str = "") -> Op[list[tuple[int, str]]]:
     return [(tid, f"{t}::{i}") for tid, t, i, _ in (yield from reap_zombies(ns, message))]
+
+
+def promote_due(ns: Namespace, shard: int, limit: int = REAP_BATCH, calls: int = 10) -> Op[int]:
+    """Move due delayed tasks to the queue on one shard (script ``promote``, ``limit``
+    per call, at most ``calls`` calls); returns how many."""
+    if not ns.checked:
+        yield from ns.check()
+    moved = 0
+    for _ in range(calls):
+        done, _ready = yield ns.call("promote", limit, shard=shard)
+        moved += int(done)
+        if int(done) < limit:
+            break
+    return moved
 
 
 def retire_step(ns: Namespace, shard: int, first_bucket: int,

@@ -72,7 +72,7 @@ class Namespace:
         for keys in self.shard_keys:
             fixed = keys.script_keys()
             self._heads.append((len(fixed), [*fixed, *keys.script_prefixes(), str(max_log_records),
-                                             str(shards), str(keys.shard)]))
+                                             str(shards), str(keys.shard), *keys.script_extra_keys()]))
 
     # ------------------------------------------------------------------ requests
     def call(self, name: str, *args: Any, shard: int = 0, extra_keys: tuple[str, ...] = (),

@@ -18,8 +18,8 @@ from .tasks import checked
 
 __all__ = ["COUNTS", "read", "read_by_identifier", "get_task_info", "get_task_identifier", "get_task_status",
            "get_task_status_by_identifier", "get_task_id", "get_task_input", "get_task_type", "list_task_types",
-           "get_queue_size", "get_max_queue_size", "get_task_response", "get_task_log", "describe_task",
-           "count_overdue", "last_task_id", "shard_stats"]
+           "get_queue_size", "get_queue_counts", "get_max_queue_size", "get_task_response", "get_task_log",
+           "describe_task", "count_overdue", "last_task_id", "shard_stats"]
 
 COUNTS = ("accepted", "scheduled", "running", "paused", "finished_total", "failed_total")
 
@@ -81,7 +81,10 @@ def get_task_type(ns: Namespace, identifier: str) -> Op[TaskType]:
     counts = {c: sum(int(h.get(c.encode(), 0)) for h in hashes) for c in COUNTS}
     return TaskType(name=text(first[b"name"]), handler=text(first[b"handler"]),
                     timeout=float(first[b"timeout"]), timeret=float(first[b"timeret"]),
-                    maxrestart=int(first[b"maxrestart"]), counts=counts)
+                    maxrestart=int(first[b"maxrestart"]), counts=counts,
+                    retries=int(first.get(b"retries", 0)), retry_delay=float(first.get(b"retry_delay", 1.0)),
+                    retry_backoff=float(first.get(b"retry_backoff", 2.0)),
+                    retry_max_delay=float(first.get(b"retry_max_delay", 3600)))
 
 
 def list_task_types(ns: Namespace) -> Op[list[TaskType]]:
@@ -97,6 +100,15 @@ def get_queue_size(ns: Namespace) -> Op[int]:
     if not ns.checked:
         yield from ns.check()
     return sum(int(n or 0) for n in (yield ns.each_shard("GET", key="queued")))
+
+
+def get_queue_counts(ns: Namespace) -> Op[dict[str, int]]:
+    if not ns.checked:
+        yield from ns.check()
+    replies = yield Batch([c for keys in ns.shard_keys for c in (Command("GET", keys.queued),
+                                                                 Command("ZCARD", keys.delayed))])
+    total, delayed = sum(int(r or 0) for r in replies[::2]), sum(int(r) for r in replies[1::2])
+    return {"ready": total - delayed, "delayed": delayed}
 
 
 def get_max_queue_size(ns: Namespace) -> Op[int]:
@@ -128,7 +140,8 @@ def describe_task(ns: Namespace, task_id: int) -> Op[dict[str, Any]]:
         "deadline_ms": int(v[9]) if v[9] else None,
         "response_bytes": int(v[10]), "mime_type": text(v[11]) or None,
         "input": ns.decode_input(v[12], fallback=True),
-        "log": [parse_record(r) for r in v[14:] if r],
+        "retries": int(v[14]), "due_ms": int(v[15]) if v[15] else None,
+        "log": [parse_record(r) for r in v[16:] if r],
         "key": ns.shard_keys[ns.shard_of_id(int(v[0]))].task(Keys.task_digest(v[1], v[2])),
     }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from .. import validate
@@ -58,19 +59,24 @@ def _refusal(ns: Namespace, code: int, subject: str, limit: int, size: int) -> R
     return error_for_code(code, subject)
 
 
-def enqueue_task(ns: Namespace, type: str, identifier: str, input: Any, message: str = "") -> Op[int]:
+def enqueue_task(ns: Namespace, type: str, identifier: str, input: Any, message: str = "",
+                 delay: float | None = None, eta: datetime | float | None = None) -> Op[int]:
     args = _task_args(ns, type, identifier, input, message)
+    when = validate.due(delay, eta)
     shard = Keys.shard_of(args[2], ns.shards)
     if not ns.checked:
         yield from ns.check()
-    result, limit, size = yield ns.call("enqueue", 1, *args, shard=shard, extra_keys=(ns.shard_keys[shard].config,))
+    result, limit, size = yield ns.call("enqueue", 1, *when, *args, shard=shard,
+                                        extra_keys=(ns.shard_keys[shard].config,))
     if result < 0:
         raise _refusal(ns, result, f"task {type!r}::{identifier!r}", limit, size)
     return int(result)
 
 
-def enqueue_many(ns: Namespace, tasks: Iterable[Sequence[Any]], chunk: int = 1000) -> Op[list[int | RedisATPError]]:
+def enqueue_many(ns: Namespace, tasks: Iterable[Sequence[Any]], chunk: int = 1000, delay: float | None = None,
+                 eta: datetime | float | None = None) -> Op[list[int | RedisATPError]]:
     items = list(tasks)
+    when = validate.due(delay, eta)
     by_shard: dict[int, list[tuple[int, list[Any]]]] = {}
     for i, item in enumerate(items):
         if not 3 <= len(item) <= 4:
@@ -83,7 +89,7 @@ def enqueue_many(ns: Namespace, tasks: Iterable[Sequence[Any]], chunk: int = 100
     for shard, entries in by_shard.items():
         for start in range(0, len(entries), step):
             part = entries[start:start + step]
-            calls.append(ns.call("enqueue", len(part), *(a for _, args in part for a in args), shard=shard,
+            calls.append(ns.call("enqueue", len(part), *when, *(a for _, args in part for a in args), shard=shard,
                                  extra_keys=(ns.shard_keys[shard].config,)))
             order.append([i for i, _ in part])
     if not ns.checked:
@@ -106,9 +112,9 @@ def reenqueue_task(ns: Namespace, task_id: int, message: str = "", token: int | 
 def dequeue(ns: Namespace, server_id: str, message: str, count: int, timeout: float | None,
             start_message: str | None) -> Op[list[Any]]:
     """Claim up to ``count`` tasks from one shard, waiting up to ``timeout`` seconds for
-    one (``BZPOPMIN`` on the wake keys); with ``start_message`` they are started too.
-    The reply holds 2 fields per task (id, token), or 6 when started (then type,
-    identifier, handler, raw input)."""
+    one (``BZPOPMIN`` on the wake keys, never past the next delayed task's due time);
+    with ``start_message`` they are started too. The reply holds 2 fields per task
+    (id, token), or 6 when started (then type, identifier, handler, raw input)."""
     owner = check_text("server id", server_id)
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise InvalidInput(f"count must be a positive int, not {count!r:.80}")
@@ -119,19 +125,22 @@ def dequeue(ns: Namespace, server_id: str, message: str, count: int, timeout: fl
     if not ns.checked:
         yield from ns.check()
     while True:
+        due_in = float("inf")
         for shard in ns.next_shards():
             got: list[Any] = []
             while len(got) < count * per_task:  # a script call claims a bounded number of tasks
                 reply = yield ns.call("dequeue", *head, count - len(got) // per_task, *tail, token_base(), shard=shard)
-                got += reply[1:]
-                if int(reply[0]) == 0:  # the shard's queue is empty
+                got += reply[2:]
+                if int(reply[1]) >= 0:
+                    due_in = min(due_in, int(reply[1]) / 1000)
+                if int(reply[0]) == 0:  # no ready task left on the shard
                     break
             if got:
                 return got
         remaining = 0.0 if deadline is None else deadline - time.monotonic()
         if remaining <= 0:
             raise QueueEmpty("the task queue is empty")
-        yield wait_for_work(ns, remaining)
+        yield wait_for_work(ns, min(remaining, due_in))
 
 
 def wait_for_work(ns: Namespace, timeout: float) -> Command:
@@ -171,7 +180,7 @@ def finish(ns: Namespace, task_id: int, status: Status, message: str, token: int
     tid = validate.task_id(task_id)
     changed = yield from checked(ns, f"task {tid}", ns.call(
         "finish", tid, validate.token(token), int(status), validate.message(message),
-        "1" if if_unfinished else "0", shard=ns.shard_of_id(tid)))
+        "1" if if_unfinished else "0", "", "", shard=ns.shard_of_id(tid)))
     return bool(changed)
 
 
