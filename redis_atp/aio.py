@@ -88,14 +88,15 @@ class AsyncTracker(TrackerBase):
         await self.io.run(admin.set_max_queue_size(self.ns, limit))
 
     async def enqueue_task(self, type: str, identifier: str, input: Any, message: str = "", *,
-                           delay: float | None = None, eta: datetime | float | None = None) -> int:
+                           delay: float | None = None, eta: datetime | float | None = None, priority: int = 0) -> int:
         """Coroutine twin of :meth:`Tracker.enqueue_task`."""
-        return await self.io.run(task_ops.enqueue_task(self.ns, type, identifier, input, message, delay, eta))
+        return await self.io.run(task_ops.enqueue_task(self.ns, type, identifier, input, message, delay, eta,
+                                                       priority))
 
     async def enqueue_many(self, tasks: Iterable[Sequence[Any]], *, chunk: int = 1000, delay: float | None = None,
-                           eta: datetime | float | None = None) -> list[int | RedisATPError]:
+                           eta: datetime | float | None = None, priority: int = 0) -> list[int | RedisATPError]:
         """Coroutine twin of :meth:`Tracker.enqueue_many`."""
-        return await self.io.run(task_ops.enqueue_many(self.ns, tasks, chunk, delay, eta))
+        return await self.io.run(task_ops.enqueue_many(self.ns, tasks, chunk, delay, eta, priority))
 
     async def reenqueue_task(self, task_id: int, message: str = "", *, token: int | None = None) -> None:
         """Coroutine twin of :meth:`Tracker.reenqueue_task`."""

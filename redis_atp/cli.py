@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", default="null",
                    help="task input as JSON (default: null); @FILE reads it from a file, - from stdin")
     p.add_argument("--message", default="", help="first log message")
+    p.add_argument("--priority", type=int, default=0, help="-9 to 9, larger runs first (default 0)")
     when = p.add_mutually_exclusive_group()
     when.add_argument("--delay", type=_duration, metavar="DURATION",
                       help="hold the task this long before it joins the queue: 30, 30s, 500ms, 5m, 2h, 1d")
@@ -376,7 +377,7 @@ def _read_input(spec: str) -> Any:
 
 def cmd_enqueue(args: argparse.Namespace, tracker: Tracker) -> int:
     tid = tracker.enqueue_task(args.type, args.identifier, _read_input(args.input), args.message, delay=args.delay,
-                               eta=args.at)
+                               eta=args.at, priority=args.priority)
     due = tracker.describe_task(tid)["due_ms"] if args.delay or args.at else None
     return _out(args, {"id": tid, **({"due_ms": due} if due else {})},
                 lambda: f"enqueued task {tid} ({_esc(args.type)}::{_esc(args.identifier)})"
@@ -411,7 +412,7 @@ def cmd_show(args: argparse.Namespace, tracker: Tracker) -> int:
             f"task {info['id']}  {_esc(info['type'])}::{_esc(info['identifier'])}",
             f"status     {info['status']} ({info['code']})",
             f"owner      {_esc(info['owner'] or '-')}   run {info['run']}   restarts {info['restarts']}"
-            f"   retries {info['retries']}"
+            f"   retries {info['retries']}" + (f"   priority {info['priority']}" if info["priority"] else "")
             + (f"   (last run's owner {_esc(info['last_owner'])})" if info["last_owner"] and not info["owner"] else ""),
             f"handler    {info['handler']}",
             f"created    {_when(log[0][0]) if log else '-'}",

@@ -137,14 +137,15 @@ class Tracker(TrackerBase):
         self.io.run(admin.set_max_queue_size(self.ns, limit))
 
     def enqueue_task(self, type: str, identifier: str, input: Any, message: str = "", *,
-                     delay: float | None = None, eta: datetime | float | None = None) -> int:
+                     delay: float | None = None, eta: datetime | float | None = None, priority: int = 0) -> int:
         """Create a task (ACCEPTED) at the tail of the queue; returns its new id (script ``enqueue``).
 
         The size check against the namespace's limit, the task, its first log record
         and its queue entry are one atomic step, so the limit holds under any number of
         producers. With ``delay`` (seconds) or ``eta`` (a datetime, naive meaning UTC,
         or seconds since the epoch) the task is held apart until it is due, then joins
-        the tail of the queue; it counts in the queue size meanwhile.
+        the tail of the queue; it counts in the queue size meanwhile. ``priority``
+        (-9 to 9, larger first): claims take the highest level with work, FIFO within one.
 
         Raises:
             QueueFull: the queue holds ``get_max_queue_size()`` tasks (the error says both).
@@ -152,12 +153,12 @@ class Tracker(TrackerBase):
             DuplicateTask: a task with this ``(type, identifier)`` exists.
             InvalidInput: bad identifier, or an input the serializer cannot store, or too large.
         """
-        return self.io.run(task_ops.enqueue_task(self.ns, type, identifier, input, message, delay, eta))
+        return self.io.run(task_ops.enqueue_task(self.ns, type, identifier, input, message, delay, eta, priority))
 
     def enqueue_many(self, tasks: Iterable[Sequence[Any]], *, chunk: int = 1000, delay: float | None = None,
-                     eta: datetime | float | None = None) -> list[int | RedisATPError]:
+                     eta: datetime | float | None = None, priority: int = 0) -> list[int | RedisATPError]:
         """Enqueue many tasks, ``chunk`` per script call (script ``enqueue``, pipelined);
-        ``delay`` or ``eta`` (see :meth:`enqueue_task`) apply to the whole batch.
+        ``delay``, ``eta`` and ``priority`` (see :meth:`enqueue_task`) apply to the whole batch.
 
         ``tasks`` holds ``(type, identifier, input)`` or ``(type, identifier, input,
         message)``. Each task is checked and created on its own, with the same
@@ -166,7 +167,7 @@ class Tracker(TrackerBase):
         :class:`TaskTypeNotFound`): check them. Every input is validated before anything
         is sent: one bad input raises :class:`InvalidInput` and nothing is written.
         """
-        return self.io.run(task_ops.enqueue_many(self.ns, tasks, chunk, delay, eta))
+        return self.io.run(task_ops.enqueue_many(self.ns, tasks, chunk, delay, eta, priority))
 
     def reenqueue_task(self, task_id: int, message: str = "", *, token: int | None = None) -> None:
         """Put a task back to ACCEPTED at the tail of the queue, ignoring the size limit

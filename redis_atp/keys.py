@@ -23,6 +23,10 @@ key                             type    contents
                                         the queue on; a task that left it early (cancelled,
                                         deleted, started by hand) leaves its entry behind, and
                                         claims drop entries that are not a task's current one
+``atp:{NS}:queue:<P>``          list    the same for priority level P (-9..9 but 0; 0 is ``queue``):
+                                        claims take the highest level with work first
+``atp:{NS}:levels``             zset    P -> P for each level other than 0 whose list may hold
+                                        entries (a claim that finds one empty drops it)
 ``atp:{NS}:queued``             string  the number of ACCEPTED tasks, ready or delayed: the exact
                                         queue size (with no ready task the queue list, holding
                                         only left-behind entries, goes)
@@ -70,6 +74,7 @@ while there is one), and, once dequeued, ``owner odig run token restarts`` (``ru
 counts claims; ``token`` is the current run's random fencing token, removed when the
 run is over other than by ending the task itself), ``nq`` (times re-queued),
 ``due`` (ms) while it is delayed, ``retries`` (retries used, apart from ``restarts``),
+``prio`` (its priority level, absent for 0),
 plus ``response response_type mime`` once a response is stored. A finished task's
 hash carries the retention TTL; its id bucket lives as long as its longest-lived
 member (pinned while any member is live or kept forever).
@@ -131,7 +136,8 @@ class Keys:
     """The key names of one namespace (the layout table is this module's docstring)."""
 
     __slots__ = (
-        "namespace", "shard", "prefix", "seq", "config", "queue", "queued", "delayed", "wake", "types", "typeseq",
+        "namespace", "shard", "prefix", "seq", "config", "queue", "queued", "delayed", "levels", "level_prefix",
+        "wake", "types", "typeseq",
         "workers", "housekeeping", "retire_cursor", "task_prefix", "ids_prefix", "type_prefix",
         "owned_prefix", "worker_prefix", "waiters", "waiting", "mailbox_prefix",
     )
@@ -149,6 +155,8 @@ class Keys:
         self.queue = p + "queue"
         self.queued = p + "queued"
         self.delayed = p + "delayed"
+        self.levels = p + "levels"
+        self.level_prefix = p + "queue:"
         self.wake = p + "wake"
         self.types = p + "types"
         self.typeseq = p + "typeseq"
@@ -193,6 +201,10 @@ class Keys:
         """The hash of the task type with this type number."""
         return f"{self.type_prefix}{number}"
 
+    def level(self, priority: int) -> str:
+        """The queue list of a priority level (0: the default list, ``queue``)."""
+        return self.queue if priority == 0 else f"{self.level_prefix}{priority}"
+
     def live(self, number: int | str) -> str:
         """The set of live tasks of the task type with this type number, by last change."""
         return f"{self.type_prefix}{number}:live"
@@ -220,4 +232,4 @@ class Keys:
     def script_extra_keys(self) -> list[str]:
         """``ARGV[9..]`` of every script: keys beyond ``KEYS[1..7]`` that every script may
         use, passed as arguments so that scripts' own ``KEYS[8..]`` keep their numbers."""
-        return [self.delayed]
+        return [self.delayed, self.levels, self.level_prefix]

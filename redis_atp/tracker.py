@@ -118,10 +118,11 @@ def deleteTaskByIdentifier(type: str, identifier: str) -> None:
 
 
 def enqueueTask(type: str, identifier: str, input: Any, message: str = "", *, delay: float | None = None,
-                eta: datetime | float | None = None) -> int:
+                eta: datetime | float | None = None, priority: int = 0) -> int:
     """Create and enqueue a task (ACCEPTED); returns its id. ``QueueFull`` when full.
-    ``delay``/``eta``: hold it until then (see :meth:`Tracker.enqueue_task`)."""
-    return get_default_tracker().enqueue_task(type, identifier, input, message, delay=delay, eta=eta)
+    ``delay``/``eta``: hold it until then; ``priority``: see :meth:`Tracker.enqueue_task`."""
+    return get_default_tracker().enqueue_task(type, identifier, input, message, delay=delay, eta=eta,
+                                              priority=priority)
 
 
 def reenqueueTask(task_id: int, message: str = "") -> None:

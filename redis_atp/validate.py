@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import InvalidInput, TaskNotFound
 
-__all__ = ["task_id", "seconds", "message", "clean_text", "handler_path", "token", "due", "retry_settings",
+__all__ = ["task_id", "seconds", "message", "clean_text", "handler_path", "token", "due", "retry_settings", "priority",
            "Handler"]
 
 Handler = str | Callable[..., Any]
@@ -124,3 +124,14 @@ def retry_settings(retries: int, retry_delay: float, retry_backoff: float, retry
     if retry_delay < 0 or retry_max_delay < 0 or retry_backoff < 1:
         raise InvalidInput("retry_delay and retry_max_delay must be >= 0 and retry_backoff >= 1")
     return out
+
+
+#: Priority levels: larger runs first; 0 is the default.
+MIN_PRIORITY, MAX_PRIORITY = -9, 9
+
+
+def priority(value: object) -> str:
+    """A priority level as script text: an int from ``MIN_PRIORITY`` to ``MAX_PRIORITY``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise InvalidInput(f"priority must be an int from {MIN_PRIORITY} to {MAX_PRIORITY}, not {value!r:.80}")
+    return str(value)

@@ -161,10 +161,17 @@ def runs(tracker: Tracker, owner: str, **options: Any) -> list[TaskStatus]:
 
 
 def live_queue(tracker: Tracker, shard: int = 0) -> list[int]:
-    """A shard's queue as claims see it, in order: the entries that are an ACCEPTED
-    task's current one (``<id>``, or ``<id>:<nq>`` once it was re-queued)."""
+    """A shard's queue as claims see it, in order: priority levels highest first, and in
+    each the entries that are an ACCEPTED task's current one (``<id>``, or ``<id>:<nq>``
+    once it was re-queued)."""
+    keys = tracker.shard_keys[shard]
+    levels = sorted({0, *(int(p) for p in tracker.client.zrange(keys.levels, 0, -1))}, reverse=True)
+    return [tid for level in levels for tid in _live_entries(tracker, keys.level(level))]
+
+
+def _live_entries(tracker: Tracker, key: str) -> list[int]:
     out = []
-    for raw in tracker.client.lrange(tracker.shard_keys[shard].queue, 0, -1):
+    for raw in tracker.client.lrange(key, 0, -1):
         tid, _, nq = raw.decode().partition(":")
         try:
             key = tracker.describe_task(int(tid))["key"]

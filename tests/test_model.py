@@ -55,6 +55,7 @@ LONG = 3600
 NO_SUCH_ID = 999_999
 TASK = st.integers(0, 63)  # an index into the task ids the model has seen
 RUN = st.integers(0, 63)  # an index into the runs handed out
+PRIO = st.sampled_from([0, 0, 2, -1])  # the default level most of the time
 
 LIVE = (Status.SCHEDULED, Status.RUNNING, Status.PAUSED)
 TERMINAL = (Status.FINISHED, Status.FAILED)
@@ -80,6 +81,7 @@ class MTask:
     restarts: int = 0
     retries: int = 0
     delayed: bool = False  # ACCEPTED and held until its due time (an hour away: never due here)
+    prio: int = 0
     ttl: bool = False  # ended under a positive timeret: its hash has a TTL
     gone: bool = False  # deleted, unregistered or expired
 
@@ -208,10 +210,16 @@ class TrackerMachine(RuleBasedStateMachine):
                 return t
         return None
 
+    def _ordered_queue(self) -> list[int]:
+        """The queue in claim order: highest priority level first, FIFO within one."""
+        return sorted(self.queue, key=lambda tid: -self.m[tid].prio)
+
     def _claim(self, owner: str, count: int, start: bool) -> list[MTask]:
         out = []
         while self.queue and len(out) < count:
-            t = self.m[self.queue.pop(0)]
+            tid = self._ordered_queue()[0]
+            self.queue.remove(tid)
+            t = self.m[tid]
             t.status, t.owner, t.token = Status.SCHEDULED, owner, _Unknown()
             if start:
                 self._to(t, Status.RUNNING)
@@ -293,7 +301,7 @@ class TrackerMachine(RuleBasedStateMachine):
         return run
 
     # ------------------------------------------------------------------ producers
-    def _enqueue_one(self, type_: str, ident: str, result: Any, delayed: bool = False) -> int | None:
+    def _enqueue_one(self, type_: str, ident: str, result: Any, delayed: bool = False, prio: int = 0) -> int | None:
         old = self._by_ident(type_, ident)
         if isinstance(result, DuplicateTask):
             assert old is not None, f"DuplicateTask for new {type_}::{ident}"
@@ -303,27 +311,27 @@ class TrackerMachine(RuleBasedStateMachine):
             assert old.expiring, f"{type_}::{ident} enqueued twice; the model has {old}"
             self._gone(old)
         assert result not in self.m
-        t = self.m[result] = MTask(result, type_, ident, delayed=delayed)
+        t = self.m[result] = MTask(result, type_, ident, delayed=delayed, prio=prio)
         self.ids.append(result)
         if not delayed:
             self._offer(t)
         return result
 
-    @rule(type_=st.sampled_from(TYPES), ident=st.sampled_from(IDENTS))
-    def enqueue(self, type_: str, ident: str) -> None:
+    @rule(type_=st.sampled_from(TYPES), ident=st.sampled_from(IDENTS), prio=PRIO)
+    def enqueue(self, type_: str, ident: str, prio: int) -> None:
         try:
-            result: Any = self.tracker.enqueue_task(type_, ident, {"i": ident})
+            result: Any = self.tracker.enqueue_task(type_, ident, {"i": ident}, priority=prio)
         except DuplicateTask as exc:
             result = exc
-        self._enqueue_one(type_, ident, result)
+        self._enqueue_one(type_, ident, result, prio=prio)
 
     @rule(items=st.lists(st.tuples(st.sampled_from(TYPES), st.sampled_from(IDENTS)),
-                                       min_size=1, max_size=5), later=st.booleans())
-    def enqueue_many(self, items: list[tuple[str, str]], later: bool) -> None:
+                                       min_size=1, max_size=5), later=st.booleans(), prio=PRIO)
+    def enqueue_many(self, items: list[tuple[str, str]], later: bool, prio: int) -> None:
         results = self.tracker.enqueue_many([(ty, ident, [ident]) for ty, ident in items],
-                                            delay=LONG if later else None)
+                                            delay=LONG if later else None, priority=prio)
         for (ty, ident), r in zip(items, results, strict=True):
-            self._enqueue_one(ty, ident, r, delayed=later)
+            self._enqueue_one(ty, ident, r, delayed=later, prio=prio)
 
     @rule(type_=st.sampled_from(TYPES), ident=st.sampled_from(IDENTS))
     def enqueue_later(self, type_: str, ident: str) -> None:
@@ -640,7 +648,7 @@ class TrackerMachine(RuleBasedStateMachine):
         assert sorted(self.queue) == sorted(ready)
         assert self.tracker.get_queue_size() == len(accepted)
         assert self.tracker.get_queue_counts() == {"ready": len(ready), "delayed": len(delayed)}
-        assert self._live_queue() == self.queue
+        assert self._live_queue() == self._ordered_queue()
         held = sorted(int(e.split(b":")[0]) for e in self.client.zrange(self.tracker.keys.delayed, 0, -1))
         assert held == sorted(delayed)
         wake = bool(self.client.exists(self.tracker.keys.wake))
@@ -715,7 +723,7 @@ def test_release_keeps_a_task_reclaimed_after_a_stale_hand_off(connect: Callable
     the mailbox entry's token, nor the kept ids)."""
     _replay(connect, [
         ("advance", {"owner": "o1", "wait": True}),     # o1 waits for a hand-off
-        ("enqueue", {"type_": "a", "ident": "x"}),      # task 1 handed to o1: mailbox "1 <token A>"
+        ("enqueue", {"type_": "a", "ident": "x", "prio": 0}),  # task 1 handed to o1: mailbox "1 <token A>"
         ("reenqueue", {"i": 0}),                        # task 1 queued again: the entry is stale
         ("claim", {"owner": "o1", "k": 1}),             # o1 claims task 1 again (token B)
         ("release", {"owner": "o1", "keep_i": [0]}),    # keep task 1: it goes back all the same

@@ -270,3 +270,71 @@ def test_a_fleet_retries_failing_handlers_and_honours_fail_and_retry(
     asked = next(w for w, _, msg in log if msg.startswith("retry 1 of 1 in 0.300 s"))
     rerun = [w for w, name, _ in log if name == "RUNNING"][-1]
     assert (rerun - asked).total_seconds() >= 0.3
+
+
+# --------------------------------------------------------------------------- priorities
+def test_claims_take_the_highest_level_first_and_fifo_within_one(tracker: Tracker) -> None:
+    tracker.register_task_type("t", HANDLER)
+    tracker.set_max_queue_size(0)
+    order = [0, -3, 5, 0, 9, -9, 5, 1]
+    ids = [tracker.enqueue_task("t", f"i{n}", n, priority=p) for n, p in enumerate(order)]
+    if tracker.shards > 1:
+        return  # one shard's order; FIFO holds within a shard
+    want = [ids[i] for i in sorted(range(len(order)), key=lambda i: (-order[i], i))]
+    got = [c.task_id for c in tracker.claim("w", count=3)] + [c.task_id for c in tracker.claim("w", count=10)]
+    assert got == want
+    assert tracker.client.zcard(tracker.keys.levels) == 0  # emptied levels are dropped
+    assert tracker.describe_task(ids[4])["priority"] == 9
+
+
+def test_priority_applies_to_batches_delayed_tasks_and_retries(tracker: Tracker) -> None:
+    tracker.register_task_type("t", HANDLER, retries=1, retry_delay=0)
+    low = tracker.enqueue_many([("t", f"low{i}", i) for i in range(3)], priority=-1)
+    high = tracker.enqueue_task("t", "high", 0, priority=2, delay=0.05)
+    time.sleep(0.1)
+    if tracker.shards > 1:
+        return
+    [first] = tracker.claim("w")
+    assert first.task_id == high  # promoted into its own level
+    run = _run_once(tracker)
+    assert run.task_id == low[0]
+    assert Claims(tracker).advance("w", (run, Status.FAILED, "boom", "auto"), count=0).ending == 2
+    assert [c.task_id for c in tracker.claim("w", count=3)] == [low[1], low[2], low[0]]  # back in its level
+
+
+@pytest.mark.parametrize("bad", [10, -10, 1.5, "1", True])
+def test_bad_priorities_are_refused_before_anything_is_written(tracker: Tracker, bad: Any) -> None:
+    tracker.register_task_type("t", HANDLER)
+    before = namespace_keys(tracker.client, tracker.namespace)
+    with pytest.raises(InvalidInput):
+        tracker.enqueue_task("t", "x", 0, priority=bad)
+    with pytest.raises(InvalidInput):
+        tracker.enqueue_many([("t", "y", 0)], priority=bad)
+    assert namespace_keys(tracker.client, tracker.namespace) == before
+
+
+def test_priority_order_holds_under_concurrent_claimers(real_tracker: Tracker) -> None:
+    t = real_tracker
+    t.register_task_type("t", HANDLER)
+    t.set_max_queue_size(0)
+    for p in (-2, 0, 3):
+        t.enqueue_many([("t", f"{p}:{i}", p) for i in range(100)], priority=p)
+    seen: dict[int, list[int]] = {n: [] for n in range(6)}
+
+    def claimer(n: int) -> None:
+        other = Tracker(t.client, t.namespace)
+        while True:
+            try:
+                claims = other.claim(f"w{n}", count=5)
+            except QueueEmpty:
+                return
+            seen[n] += [int(other.get_task_input(c.task_id)) for c in claims]
+
+    threads = [threading.Thread(target=claimer, args=(n,)) for n in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(p for levels in seen.values() for p in levels) == sorted([-2, 0, 3] * 100)
+    for levels in seen.values():  # the highest level with work only falls: each claimer sees it fall
+        assert levels == sorted(levels, reverse=True)

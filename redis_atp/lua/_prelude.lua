@@ -9,6 +9,8 @@
 --   ARGV[3] type key prefix      ARGV[4] owned-set key prefix  ARGV[5] mailbox prefix
 --   ARGV[6] log record cap       ARGV[7] shards S      ARGV[8] this shard i
 --   ARGV[9] delayed zset (ACCEPTED tasks not yet due: queue entry -> due time, ms)
+--   ARGV[10] levels zset (priority levels other than 0 whose list may hold entries)
+--   ARGV[11] prefix of a level's queue list (the list of level 0 is KEYS[2])
 --   (a shard's task ids are seq * S + i)  the script's own arguments: arg(1), arg(2), ...
 -- Keys of one task, type, bucket or owner are built here from those prefixes;
 -- all of them share the namespace's hash tag, so they live in the same slot.
@@ -17,8 +19,8 @@ local K_TYPES, K_QUEUE, K_QUEUED, K_WAKE, K_SEQ = KEYS[1], KEYS[2], KEYS[3], KEY
 local K_WAITERS, K_WAITING = KEYS[6], KEYS[7]
 local P_TASK, P_IDS, P_TYPE, P_OWNED, P_MAILBOX = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local LOG_CAP, SHARDS, SHARD = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local K_DELAYED = ARGV[9]
-local NARG = 9
+local K_DELAYED, K_LEVELS, P_LEVEL = ARGV[9], ARGV[10], ARGV[11]
+local NARG = 11
 local function arg(i) return ARGV[NARG + i] end
 
 local COUNTER = {[S_ACCEPTED] = 'accepted', [S_SCHEDULED] = 'scheduled', [S_RUNNING] = 'running',
@@ -81,12 +83,12 @@ local function type_of(t) return load_type(t.type) or ORPHAN end
 -- The task stored under `key` if it is task `id`, else nil.
 local function load_task_at(id, key)
   local v = redis.call('HMGET', key, 'id', 'type', 'ident', 'status', 'run', 'odig', 'restarts', 'nlog', 'token',
-                      'nq', 'due', 'retries')
+                      'nq', 'due', 'retries', 'prio')
   if v[1] ~= istr(id) then return nil end
   return {id = tonumber(id), key = key, type = v[2], ident = v[3], status = tonumber(v[4]),
           run = tonumber(v[5] or '0'), odig = v[6], restarts = tonumber(v[7] or '0'),
           nlog = tonumber(v[8] or '1'), token = v[9], nq = tonumber(v[10] or '0'), due = tonumber(v[11]),
-          retries = tonumber(v[12] or '0')}
+          retries = tonumber(v[12] or '0'), prio = v[13]}
 end
 
 -- Task `id` (a number or a decimal string), or nil when it does not exist.
@@ -130,8 +132,21 @@ local function queued_delta(n)
     return 0, 0
   end
   local ready = size - redis.call('ZCARD', K_DELAYED)
-  if ready > 0 then redis.call('ZADD', K_WAKE, 0, 'wake') else redis.call('DEL', K_WAKE, K_QUEUE) end
+  if ready > 0 then
+    redis.call('ZADD', K_WAKE, 0, 'wake')
+  else
+    redis.call('DEL', K_WAKE, K_QUEUE)
+    for _, p in ipairs(redis.call('ZRANGE', K_LEVELS, 0, -1)) do redis.call('DEL', P_LEVEL .. p) end
+    redis.call('DEL', K_LEVELS)
+  end
   return size, ready
+end
+
+-- The queue list of task `t`'s priority level ('prio' absent: 0, the default list).
+local function queue_list(t)
+  if not t.prio then return K_QUEUE end
+  redis.call('ZADD', K_LEVELS, tonumber(t.prio), t.prio)
+  return P_LEVEL .. t.prio
 end
 
 -- Ready tasks: ACCEPTED and not delayed.

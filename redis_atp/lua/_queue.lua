@@ -29,6 +29,20 @@ local MAX_POPS = 100
 -- Due tasks one claim (or one housekeeping call) promotes at most.
 local PROMOTE_BATCH = 100
 
+-- The queue lists in the order claims take from them: levels above 0, highest first,
+-- then the default list (level 0), then levels below 0. O(levels in use).
+local function claim_order()
+  local levels = redis.call('ZREVRANGE', K_LEVELS, 0, -1)
+  if #levels == 0 then return {K_QUEUE} end
+  local order = {}
+  for _, p in ipairs(levels) do
+    if tonumber(p) < 0 and not order.default then order[#order + 1], order.default = K_QUEUE, true end
+    order[#order + 1] = P_LEVEL .. p
+  end
+  if not order.default then order[#order + 1] = K_QUEUE end
+  return order
+end
+
 -- Takes up to `count` tasks from the head of the queue for an owner (see take);
 -- the tokens are token_base, token_base + 1, ... With start_msg they are started,
 -- and with `data` (or start_msg) their data is returned.
@@ -37,9 +51,14 @@ local function claim(owner, odig, count, msg, start_msg, token_base, data)
   local now = now_ms()
   promote(now, PROMOTE_BATCH)
   local out, claimed, pops = {}, 0, 0
-  while claimed < count and pops < MAX_POPS do
-    local entries = redis.call('LPOP', K_QUEUE, math.min(count - claimed, MAX_POPS - pops))
-    if not entries then break end
+  local lists, k = claim_order(), 1
+  while claimed < count and pops < MAX_POPS and lists[k] do
+    local entries = redis.call('LPOP', lists[k], math.min(count - claimed, MAX_POPS - pops))
+    if not entries then
+      if lists[k] ~= K_QUEUE then redis.call('ZREM', K_LEVELS, string.sub(lists[k], #P_LEVEL + 1)) end
+      k = k + 1
+      entries = {}
+    end
     pops = pops + #entries
     for _, entry in ipairs(entries) do
       local id, nq = string.match(entry, '^(%d+):?(%d*)$')
@@ -114,7 +133,7 @@ offer = function(t, ty, now)
   elseif not hand_off(t, ty, now) then
     t.due = nil
     t.nq = redis.call('HINCRBY', t.key, 'nq', 1)
-    redis.call('RPUSH', K_QUEUE, queue_entry(t))
+    redis.call('RPUSH', queue_list(t), queue_entry(t))
     queued_delta(1)
   end
 end
@@ -125,7 +144,7 @@ local function ready_now(t, ty, now)
   redis.call('HDEL', t.key, 'due')
   t.due = nil
   if hand_off(t, ty, now) then return 1 end
-  redis.call('RPUSH', K_QUEUE, queue_entry(t))
+  redis.call('RPUSH', queue_list(t), queue_entry(t))
   return 0
 end
 

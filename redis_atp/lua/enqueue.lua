@@ -7,8 +7,9 @@
 -- shard's config hash, whose max_queue_size (<= 0: no limit; absent: the seed's
 -- default) is the limit; sharded, a shard holds at most ceil(limit / shards).
 -- arg(1) number of tasks N  arg(2) the batch's delay, ms ('' = none)  arg(3) its due
--- time, ms since the epoch ('' = none; not in the future: ready at once), then per
--- task, 5 arguments: type, identifier, task digest, input (encoded), message
+-- time, ms since the epoch ('' = none; not in the future: ready at once)  arg(4) its
+-- priority level ('0': the default list), then per task, 5 arguments: type,
+-- identifier, task digest, input (encoded), message
 -- Returns one entry per task: its new id, or E_TYPE_NOT_FOUND, E_QUEUE_FULL,
 -- E_DUPLICATE, E_COLLISION (another (type, identifier) has the same digest); then
 -- the limit and, with a limit, the shard's queue size after the call.
@@ -17,7 +18,7 @@ local max_size, n = limit > 0 and math.ceil(limit / SHARDS) or 0, tonumber(arg(1
 local now = now_ms()
 local due = (arg(3) ~= '' and tonumber(arg(3))) or (arg(2) ~= '' and now + tonumber(arg(2))) or now
 if due ~= due or due > now + 1e12 then return redis.error_reply('ERR invalid due time') end
-local delayed = due > now
+local delayed, prio = due > now, arg(4) ~= '0' and arg(4) or nil
 local record = log_record(now, S_ACCEPTED, '')
 local qlen = max_size > 0 and tonumber(redis.call('GET', K_QUEUED) or '0') or 0
 local seq = tonumber(redis.call('GET', K_SEQ) or '0')
@@ -25,7 +26,7 @@ local first = seq + 1
 local added, buckets, bucket_order, pushed, held, out = {}, {}, {}, {}, {}, {}
 local waiters = not delayed and SHARDS == 1 and redis.call('LLEN', K_WAITERS) > 0
 for i = 1, n do
-  local base = 3 + (i - 1) * 5
+  local base = 4 + (i - 1) * 5
   local name, ident, digest, msg = arg(base + 1), arg(base + 2), arg(base + 3), arg(base + 5)
   local ty = load_type(name)
   if not ty then
@@ -57,6 +58,7 @@ for i = 1, n do
                    restarts = 0, nlog = 1, nq = 0}
         waiters = hand_off(t, ty, now)
       end
+      if prio then redis.call('HSET', key, 'prio', prio) end
       if delayed then
         redis.call('HSET', key, 'due', due, 'nq', 1)
         held[#held + 1], held[#held + 2], qlen = due, id .. ':1', qlen + 1
@@ -76,7 +78,7 @@ if seq >= first then
     if redis.call('HINCRBY', b, 'pins', members) == members then redis.call('PERSIST', b) end
   end
   for i = 1, #pushed, 1000 do
-    redis.call('RPUSH', K_QUEUE, unpack(pushed, i, math.min(i + 999, #pushed)))
+    redis.call('RPUSH', queue_list({prio = prio}), unpack(pushed, i, math.min(i + 999, #pushed)))
   end
   if #pushed + hold(held, due) > 0 then queued_delta(#pushed + #held / 2) end
   for key, count in pairs(added) do redis.call('HINCRBY', key, 'accepted', count) end

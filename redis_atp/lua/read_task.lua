@@ -7,7 +7,7 @@
 --              'log' {record, ...}  'response' {response, response type, MIME type}
 --              'input' {input}  'show' {info..., handler, ttl ms, deadline ms ('' = none),
 --              response length, MIME type, input, 1 if it has an owner now, retries used,
---              due time ms ('' = not delayed), record...}
+--              due time ms ('' = not delayed), priority level, record...}
 -- Returns that list, or E_TASK_NOT_FOUND.
 local key
 if arg(1) ~= '' then
@@ -43,7 +43,7 @@ local deadline = changed and string.format('%d', tonumber(changed) + math.floor(
 local extra = {ty.handler or '', redis.call('PTTL', key), deadline, redis.call('HSTRLEN', key, 'response'),
                redis.call('HGET', key, 'mime') or '', redis.call('HGET', key, 'input'),
                redis.call('HEXISTS', key, 'odig'), redis.call('HGET', key, 'retries') or '0',
-               redis.call('HGET', key, 'due') or ''}
+               redis.call('HGET', key, 'due') or '', redis.call('HGET', key, 'prio') or '0'}
 for _, v in ipairs(extra) do info[#info + 1] = v end
 for _, r in ipairs(log()) do info[#info + 1] = r end
 return info

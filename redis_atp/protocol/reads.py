@@ -140,8 +140,8 @@ def describe_task(ns: Namespace, task_id: int) -> Op[dict[str, Any]]:
         "deadline_ms": int(v[9]) if v[9] else None,
         "response_bytes": int(v[10]), "mime_type": text(v[11]) or None,
         "input": ns.decode_input(v[12], fallback=True),
-        "retries": int(v[14]), "due_ms": int(v[15]) if v[15] else None,
-        "log": [parse_record(r) for r in v[16:] if r],
+        "retries": int(v[14]), "due_ms": int(v[15]) if v[15] else None, "priority": int(v[16]),
+        "log": [parse_record(r) for r in v[17:] if r],
         "key": ns.shard_keys[ns.shard_of_id(int(v[0]))].task(Keys.task_digest(v[1], v[2])),
     }
 

@@ -60,9 +60,9 @@ def _refusal(ns: Namespace, code: int, subject: str, limit: int, size: int) -> R
 
 
 def enqueue_task(ns: Namespace, type: str, identifier: str, input: Any, message: str = "",
-                 delay: float | None = None, eta: datetime | float | None = None) -> Op[int]:
+                 delay: float | None = None, eta: datetime | float | None = None, priority: int = 0) -> Op[int]:
     args = _task_args(ns, type, identifier, input, message)
-    when = validate.due(delay, eta)
+    when = (*validate.due(delay, eta), validate.priority(priority))
     shard = Keys.shard_of(args[2], ns.shards)
     if not ns.checked:
         yield from ns.check()
@@ -74,9 +74,9 @@ def enqueue_task(ns: Namespace, type: str, identifier: str, input: Any, message:
 
 
 def enqueue_many(ns: Namespace, tasks: Iterable[Sequence[Any]], chunk: int = 1000, delay: float | None = None,
-                 eta: datetime | float | None = None) -> Op[list[int | RedisATPError]]:
+                 eta: datetime | float | None = None, priority: int = 0) -> Op[list[int | RedisATPError]]:
     items = list(tasks)
-    when = validate.due(delay, eta)
+    when = (*validate.due(delay, eta), validate.priority(priority))
     by_shard: dict[int, list[tuple[int, list[Any]]]] = {}
     for i, item in enumerate(items):
         if not 3 <= len(item) <= 4:
