@@ -27,9 +27,10 @@ from typing import Any
 
 from tests.redisserver import RedisServer, server_version
 
+from . import timing
 from . import workloads as w
-from .common import ASYNC_HANDLER
 from .cluster import cluster_scaling
+from .common import ASYNC_HANDLER
 from .fleet import REPO_ROOT
 from .roundtrips import roundtrips
 from .rtt import slow_link
@@ -73,6 +74,9 @@ def plan(s: Sizes, log_dir: Path) -> list[tuple[str, Callable[[RedisServer], dic
         ("w3", lambda srv: w.w3_latency(srv, s.lat_count, w.W3_GAP_S, log_dir, "w3")),
         ("w3i", lambda srv: w.w3_latency(srv, s.idle_count, w.W3I_GAP_S, log_dir, "w3i")),
         ("w4", lambda srv: w.w4_memory(srv, s.n_mem)),
+        ("delay", lambda srv: timing.delayed_enqueue(srv, s.n)),
+        ("promote", lambda srv: timing.promotion(srv, s.n * 5)),
+        ("priority", lambda srv: timing.priority_claims(srv, s.n)),
         ("lifecycle", lambda srv: w.one_client_lifecycle(srv, s.n // 4)),
         ("rt_single", lambda srv: roundtrips(srv, s.rt_n, "single", log_dir)),
         ("rt_bulk", lambda srv: roundtrips(srv, s.rt_n, "bulk", log_dir)),
@@ -195,6 +199,20 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         x = r["w4"]
         out.append((f"W4 memory, {x['n']:,} queued tasks",
                     f"{_i(x['bytes_per_task'])} bytes/task, {_f(x['keys_per_task'], 3)} keys/task"))
+    if "delay" in r:
+        x = r["delay"]
+        out.append((f"`enqueue_task` with `delay=60` / without, x {x['n'] // 2:,} each",
+                    f"{_i(x['delayed_tasks_per_s'])} / {_i(x['plain_tasks_per_s'])} tasks/s"))
+    if "promote" in r:
+        x = r["promote"]
+        out.append((f"Promotion of {x['n']:,} due tasks, calls of 100 (housekeeping's script)",
+                    f"{_i(x['tasks_per_s'])} tasks/s; Redis {_f(x['redis_us_per_task'], 1)} µs per task, "
+                    f"{_f(x['redis_us_per_call'], 0)} µs per call"))
+    if "priority" in r:
+        x = r["priority"]
+        out.append((f"Claims one at a time from {x['n']:,} tasks: one level / {x['levels']} levels in use",
+                    f"{_i(x['flat_claims_per_s'])} / {_i(x['levels_claims_per_s'])} claims/s; Redis "
+                    f"{_f(x['flat_redis_us'], 1)} / {_f(x['levels_redis_us'], 1)} µs per claim"))
     if "lifecycle" in r:
         x = r["lifecycle"]
         out.append((f"One client, dequeue + start + finish (n={x['n']:,}): seed calls (3 per task) / `advance` (1)",

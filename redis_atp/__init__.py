@@ -20,7 +20,7 @@ from .errors import (
     TaskTypeInUse,
     TaskTypeNotFound,
 )
-from .models import Claim, StartedTask, TaskType
+from .models import Claim, Schedule, StartedTask, TaskType
 from .protocol.namespace import EvictionPolicyWarning
 from .status import STATUS2TEXT, TEXT2STATUS, Status
 from .taskstatus import AsyncTaskStatus, DummyLock, TaskStatus, dbLocker
@@ -28,7 +28,7 @@ from .taskstatus import AsyncTaskStatus, DummyLock, TaskStatus, dbLocker
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tracker", "TaskType", "Claim", "StartedTask", "TaskStatus", "AsyncTaskStatus", "Status", "STATUS2TEXT",
+    "Tracker", "TaskType", "Claim", "Schedule", "StartedTask", "TaskStatus", "AsyncTaskStatus", "Status", "STATUS2TEXT",
     "TEXT2STATUS",
     "DummyLock", "dbLocker", "EvictionPolicyWarning",
     "RedisATPError", "QueueException", "QueueEmpty", "QueueFull", "TaskNotFound",

@@ -20,8 +20,9 @@ from .connection import clients_of
 from .errors import RedisATPError
 from .face import TrackerBase
 from .io_async import AsyncIO
-from .models import Claim, LogRecord, TaskType
+from .models import Claim, LogRecord, Schedule, TaskType
 from .protocol import admin, reads
+from .protocol import schedules as schedule_ops
 from .protocol import tasks as task_ops
 from .protocol.admin import Recovered
 from .status import Status
@@ -111,6 +112,21 @@ class AsyncTracker(TrackerBase):
                     timeout: float | None = None) -> list[Claim]:
         """Coroutine twin of :meth:`Tracker.claim`."""
         return await self.io.run(task_ops.claim(self.ns, server_id, message, count, timeout))
+
+    async def add_schedule(self, name: str, type: str, *, cron: str | None = None, every: float | None = None,
+                           input: Any = None, tz: str = "UTC", overlap: str = "skip",
+                           misfire: str = "skip") -> Schedule:
+        """Coroutine twin of :meth:`Tracker.add_schedule`."""
+        return await self.io.run(schedule_ops.add_schedule(self.ns, name, type, cron, every, input, tz, overlap,
+                                                           misfire))
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Coroutine twin of :meth:`Tracker.remove_schedule`."""
+        return await self.io.run(schedule_ops.remove_schedule(self.ns, name))
+
+    async def list_schedules(self) -> list[Schedule]:
+        """Coroutine twin of :meth:`Tracker.list_schedules`."""
+        return await self.io.run(schedule_ops.list_schedules(self.ns))
 
     async def start_task(self, task_id: int, message: str = "", *,
                          token: int | None = None) -> tuple[str, str, str, Any]:

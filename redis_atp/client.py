@@ -23,8 +23,9 @@ from .connection import clients_of
 from .errors import RedisATPError
 from .face import TrackerBase
 from .io_sync import SyncIO
-from .models import Claim, LogRecord, TaskType
+from .models import Claim, LogRecord, Schedule, TaskType
 from .protocol import admin, reads
+from .protocol import schedules as schedule_ops
 from .protocol import tasks as task_ops
 from .protocol.admin import Recovered
 from .status import Status
@@ -200,6 +201,33 @@ class Tracker(TrackerBase):
         """Like :meth:`dequeue_task`, but returns each task's :class:`Claim`: its id and
         the run's fencing token, for ``token=`` (or ``TaskStatus(..., token=)``)."""
         return self.io.run(task_ops.claim(self.ns, server_id, message, count, timeout))
+
+    # ------------------------------------------------------------------ schedules
+    def add_schedule(self, name: str, type: str, *, cron: str | None = None, every: float | None = None,
+                     input: Any = None, tz: str = "UTC", overlap: str = "skip", misfire: str = "skip") -> Schedule:
+        """Create or replace the schedule ``name`` (script ``schedule_set``): each tick of
+        ``cron`` (5 fields, in time zone ``tz``; needs ``cronsim``) or of ``every``
+        seconds (on multiples of it since the epoch) creates the task ``(type,
+        "<name>@<tick, ISO 8601 UTC>")`` with ``input``, once per tick: workers'
+        housekeeping creates it. ``overlap="skip"``: no tick while the last tick's task
+        is unfinished (``"allow"``: every tick). ``misfire``: ticks missed while no
+        worker ran (later than a minute) are dropped (``"skip"``) or the latest of them
+        runs (``"once"``).
+
+        Raises:
+            InvalidInput: bad name, expression, interval, time zone, policy or input.
+            TaskTypeNotFound: the type is not registered.
+        """
+        return self.io.run(schedule_ops.add_schedule(self.ns, name, type, cron, every, input, tz, overlap, misfire))
+
+    def remove_schedule(self, name: str) -> bool:
+        """Remove a schedule (script ``schedule_set``); returns whether it existed. Tasks
+        it created stay."""
+        return self.io.run(schedule_ops.remove_schedule(self.ns, name))
+
+    def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name, with its next tick and its last tick's task."""
+        return self.io.run(schedule_ops.list_schedules(self.ns))
 
     # ------------------------------------------------------------------ status changes
     def start_task(self, task_id: int, message: str = "", *,

@@ -66,6 +66,10 @@ key                             type    contents
                                         supervisor renews it; expired = host lost)
 ``atp:{NS}:housekeeping``       string  lock (``SET NX PX``) so one worker per interval sweeps
 ``atp:{NS}:retire_cursor``      string  next id bucket the workers' retention sweep visits
+``atp:{NS}:schedules``          hash    schedule name -> its spec, JSON (type, cron or every, tz,
+                                        overlap, misfire, input as base64 of the serialized bytes)
+``atp:{NS}:schedule_due``       zset    schedule name -> its next tick (ms); housekeeping reads it
+``atp:{NS}:schedule_last``      hash    schedule name -> identifier of its last tick's task
 ==============================  ======  ===================================================
 
 A task hash holds ``id type ident status input``, its log as ``log:<n>`` fields
@@ -138,7 +142,8 @@ class Keys:
     __slots__ = (
         "namespace", "shard", "prefix", "seq", "config", "queue", "queued", "delayed", "levels", "level_prefix",
         "wake", "types", "typeseq",
-        "workers", "housekeeping", "retire_cursor", "task_prefix", "ids_prefix", "type_prefix",
+        "workers", "housekeeping", "retire_cursor", "schedules", "schedule_due", "schedule_last", "task_prefix",
+        "ids_prefix", "type_prefix",
         "owned_prefix", "worker_prefix", "waiters", "waiting", "mailbox_prefix",
     )
 
@@ -163,6 +168,9 @@ class Keys:
         self.workers = p + "workers"
         self.housekeeping = p + "housekeeping"
         self.retire_cursor = p + "retire_cursor"
+        self.schedules = p + "schedules"
+        self.schedule_due = p + "schedule_due"
+        self.schedule_last = p + "schedule_last"
         self.task_prefix = p + "t:"
         self.ids_prefix = p + "ids:"
         self.type_prefix = p + "type:"

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from .status import Status
 
-__all__ = ["TaskType", "Claim", "StartedTask", "LogRecord", "parse_record"]
+__all__ = ["TaskType", "Claim", "StartedTask", "Schedule", "LogRecord", "parse_record"]
 
 #: ``(time, (code, name), message)``, as ``getTaskLog`` returns them.
 LogRecord = tuple[datetime, tuple[Status, str], str]
@@ -56,6 +57,26 @@ class StartedTask:
     identifier: str
     handler: str
     raw_input: bytes | None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A periodic task: each tick of ``cron`` (5 fields, in ``tz``) or ``every`` seconds
+    creates the task ``(type, "<name>@<tick, ISO 8601 UTC>")`` with ``input``."""
+
+    name: str
+    type: str
+    cron: str | None
+    every: float | None
+    input: Any
+    tz: str
+    #: ``"skip"``: no tick while the last tick's task is unfinished; ``"allow"``.
+    overlap: str
+    #: For ticks missed while no worker ran: ``"skip"`` them, or run the latest ``"once"``.
+    misfire: str
+    next_run: datetime | None
+    #: Identifier of the last tick's task, if any.
+    last_task: str | None
 
 
 def parse_record(raw: bytes) -> LogRecord:

@@ -355,3 +355,22 @@ def test_enqueue_with_a_delay_or_a_time_and_types_with_retries(cli: Any, real_tr
     info = json.loads(cli("info", "--json").stdout)
     assert info["queue"] == {"size": 2, "limit": 64, "ready": 0, "delayed": 2}
     assert "retries 0" in cli("show", "t", "a").stdout
+
+
+def test_schedules_add_list_remove(cli: Any, real_tracker: Tracker) -> None:
+    assert cli("types", "register", "t", "redis_atp.tracker.dummyHandler").returncode == 0
+    r = cli("schedules", "add", "nightly", "t", "--cron", "0 3 * * *", "--tz", "Europe/Vienna", "--input", '{"a": 1}')
+    assert r.returncode == 0 and "schedule nightly: next tick" in r.stdout, r.stderr
+    assert cli("schedules", "add", "often", "t", "--every", "5m", "--overlap", "allow").returncode == 0
+    listed = json.loads(cli("schedules", "--json").stdout)
+    assert [(s["name"], s["cron"], s["every"], s["overlap"]) for s in listed] == [
+        ("nightly", "0 3 * * *", None, "skip"), ("often", None, 300.0, "allow")]
+    assert listed[0]["input"] == {"a": 1}
+    assert "every 300s" in cli("schedules").stdout
+    r = cli("schedules", "add", "bad", "t", "--cron", "61 * * * *")
+    assert r.returncode == 2 and "bad cron expression" in r.stderr
+    assert cli("schedules", "add", "both", "t").returncode == 2  # --cron or --every is required
+    assert cli("schedules", "rm", "nightly").returncode == 0
+    r = cli("schedules", "rm", "nightly")
+    assert r.returncode == 1 and "does not exist" in r.stderr
+    assert [s.name for s in real_tracker.list_schedules()] == ["often"]

@@ -14,10 +14,11 @@ import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..client import Tracker
 from ..keys import Keys
-from ..protocol import admin, tasks
+from ..protocol import admin, schedules, tasks
 from ..protocol.admin import Recovered, recovered
 
 __all__ = ["Fleet", "WorkerInfo", "Recovered", "slot_ids"]
@@ -28,6 +29,15 @@ RETIRE_CALLS_PER_ROUND = 10
 #: Overdue tasks per shard one housekeeping round recovers at most; the rest wait for
 #: the next round, so a round stays short whatever the backlog.
 ZOMBIES_PER_ROUND = 2000
+
+
+class Round(NamedTuple):
+    """What one housekeeping round did."""
+
+    dead: list[Recovered]  # tasks of workers whose heartbeat expired
+    zombies: list[Recovered]  # tasks past their deadline
+    retired: int  # finished tasks removed by the retention sweep
+    ticks: list[tuple[str, str | None]]  # (schedule, identifier of the task created, None: skipped)
 
 
 @dataclass(frozen=True)
@@ -134,11 +144,11 @@ class Fleet:
         after a reconnect, or at a cold shutdown. Not counted as a restart."""
         return self._release(Keys.owner_digest(owner.encode()), message, False, keep=keep) or []
 
-    def housekeeping(self, interval: float) -> tuple[list[Recovered], list[Recovered], int] | None:
+    def housekeeping(self, interval: float) -> Round | None:
         """One round of fleet housekeeping, run by at most one worker per ``interval``
         (a ``SET NX PX`` lock): reap workers whose heartbeat expired, promote due
-        delayed tasks, re-enqueue zombie tasks, and one step of the retention sweep on
-        each shard. Returns what it did,
+        delayed tasks, create the tasks of due schedule ticks, re-enqueue zombie tasks,
+        and one step of the retention sweep on each shard. Returns what it did,
         or ``None`` when another worker holds the round. Every step is safe to run
         concurrently; the lock only saves work."""
         if not self.client.set(self.keys.housekeeping, str(time.time()), nx=True, px=int(interval * 1000)):
@@ -146,6 +156,7 @@ class Fleet:
         dead = self.reap()
         for shard in range(self.tracker.shards):  # due tasks no claim has come for (all workers busy)
             self.run(admin.promote_due(self.ns, shard))
+        ticks = self.run(schedules.run_due(self.ns))
         zombies = self.run(admin.reap_zombies(self.ns, limit=ZOMBIES_PER_ROUND))
         retired = 0
         for shard, keys in enumerate(self.tracker.shard_keys):
@@ -156,7 +167,7 @@ class Fleet:
                 if not cursor:
                     break
             self.client.set(keys.retire_cursor, cursor)
-        return dead, zombies, retired
+        return Round(dead, zombies, retired, ticks)
 
     def workers(self) -> list[WorkerInfo]:
         """The registered worker processes whose heartbeat is alive, with their live tasks."""

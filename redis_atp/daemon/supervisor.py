@@ -221,7 +221,9 @@ class Supervisor:
     def _housekeeping(self, fleet: Fleet) -> None:
         done = fleet.housekeeping(self.config.housekeeping)
         if done:
-            dead, zombies, retired = done
+            dead, zombies, retired, ticks = done
+            for name, created in ticks:
+                log.info("schedule %s: %s", name, f"created {created}" if created else "tick skipped")
             for tid, t, ident, status in dead:
                 log.warning("task recovered id=%d type=%s identifier=%s status=%s (worker heartbeat lost)",
                             tid, t, ident, status.name)
