@@ -91,3 +91,12 @@ def test_pipelined_calls_that_got_noscript_run_exactly_once(tracker: Tracker) ->
 def test_scripts_compile(tracker: Tracker, name: str) -> None:
     sha = tracker.client.script_load(script(name).source)
     assert sha == script(name).sha
+
+
+def test_a_script_is_sent_with_only_the_helpers_it_can_reach() -> None:
+    """Redis runs a script's top level on each call: a helper it cannot reach is never sent."""
+    progress, advance = script("progress").source, script("advance").source
+    assert "local function claim(" not in progress and "local function claim(" in advance
+    assert "local function set_status(" in progress  # what it does call, and what that calls
+    for name in SCRIPT_NAMES:
+        script(name)  # every script's helpers resolve (a missing one would fail to load)

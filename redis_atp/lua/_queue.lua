@@ -49,9 +49,10 @@ end
 -- Returns {id, token, [type, identifier, handler, input,] ...} and the queue size left.
 local function claim(owner, odig, count, msg, start_msg, token_base, data)
   local now = now_ms()
-  promote(now, PROMOTE_BATCH)
+  local extras = redis.call('EXISTS', K_DELAYED, K_LEVELS) > 0  -- delays or priorities in use: rarely
+  if extras then promote(now, PROMOTE_BATCH) end
   local out, claimed, pops = {}, 0, 0
-  local lists, k = claim_order(), 1
+  local lists, k = extras and claim_order() or {K_QUEUE}, 1
   while claimed < count and pops < MAX_POPS and lists[k] do
     local entries = redis.call('LPOP', lists[k], math.min(count - claimed, MAX_POPS - pops))
     if not entries then
