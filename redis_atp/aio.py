@@ -159,6 +159,10 @@ class AsyncTracker(TrackerBase):
         """Coroutine twin of :meth:`Tracker.set_task_response`."""
         await self.io.run(task_ops.set_task_response(self.ns, task_id, response, mime_type, token))
 
+    async def wait_task(self, task_id: int, timeout: float | None = None) -> tuple[Status, str]:
+        """Coroutine twin of :meth:`Tracker.wait_task`."""
+        return await self.io.run(task_ops.wait_task(self.ns, task_id, timeout))
+
     async def get_task_info(self, task_id: int) -> tuple[str, str, Status, str]:
         """Coroutine twin of :meth:`Tracker.get_task_info`."""
         return await self.io.run(reads.get_task_info(self.ns, task_id))

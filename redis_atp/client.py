@@ -282,6 +282,18 @@ class Tracker(TrackerBase):
         """
         self.io.run(task_ops.set_task_response(self.ns, task_id, response, mime_type, token))
 
+    def wait_task(self, task_id: int, timeout: float | None = None) -> tuple[Status, str]:
+        """Block until the task is FINISHED or FAILED and return its ``(code, name)``,
+        without polling: a look at the task (script ``watch``) and a wait on the signal
+        the script that ends it writes; an end before or during the call is never
+        missed. Then ``get_task_response`` has its result.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+            TaskNotFound: no such task, or it was deleted meanwhile.
+        """
+        return self.io.run(task_ops.wait_task(self.ns, task_id, timeout))
+
     # ------------------------------------------------------------------ reads
     def get_task_info(self, task_id: int) -> tuple[str, str, Status, str]:
         """``(type, identifier, code, name)`` of a task. Raises :class:`TaskNotFound`."""

@@ -108,3 +108,14 @@ def later(ts, inp):
 
     if R.hincrby(inp["fx"], str(inp["i"])) == 1:
         raise Retry(delay=inp["delay"])
+
+
+def answer(ts, inp):
+    """Returns what the input says to return (a handler's return value is its response)."""
+    if inp.get("store"):
+        ts.storeResponse(inp["store"], "text/x-stored")
+    return inp["value"] if "value" in inp else {"sum": inp["a"] + inp["b"]}
+
+
+async def async_answer(ts, inp):
+    return {"async": inp["a"]}

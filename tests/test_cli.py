@@ -374,3 +374,16 @@ def test_schedules_add_list_remove(cli: Any, real_tracker: Tracker) -> None:
     r = cli("schedules", "rm", "nightly")
     assert r.returncode == 1 and "does not exist" in r.stderr
     assert [s.name for s in real_tracker.list_schedules()] == ["often"]
+
+
+def test_wait_exits_by_the_task_s_end(cli: Any, real_tracker: Tracker) -> None:
+    real_tracker.register_task_type("t", "redis_atp.tracker.dummyHandler")
+    ok, bad, open_ = (real_tracker.enqueue_task("t", n, 0) for n in ("ok", "bad", "open"))
+    real_tracker.stop_task_success(ok)
+    real_tracker.stop_task_failure(bad)
+    r = cli("wait", "t", "ok", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["status"] == "FINISHED"
+    assert cli("wait", "--id", str(bad)).returncode == 1
+    r = cli("wait", "t", "open", "--timeout", "0.2")
+    assert r.returncode == 1 and "did not end within" in r.stdout
+    assert open_ > 0

@@ -18,8 +18,10 @@ from ..client import Tracker
 
 COUNTS = ("accepted", "scheduled", "running", "paused", "finished_total", "failed_total")
 
+
 class UsageError(Exception):
     """Bad arguments the parser could not catch (exit code 2)."""
+
 
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -29,8 +31,10 @@ def _version() -> str:
     except PackageNotFoundError:
         return "unknown (not installed)"
 
+
 def _env_list(name: str) -> list[str]:
     return [p for p in os.environ.get(name, "").split(",") if p]
+
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     def parse(text: str) -> float:
@@ -41,9 +45,11 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     parse.__name__ = getattr(kind, "__name__", "number")
     return parse
 
+
 def _out(args: argparse.Namespace, data: Any, text: Callable[[], str]) -> int:
     print(json.dumps(data, indent=2, default=str, allow_nan=False) if args.json else text())
     return 0
+
 
 def _table(rows: list[list[Any]], header: list[str]) -> str:
     cells = [header] + [[str(c) for c in r] for r in rows]
@@ -52,11 +58,13 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
              for r in cells]
     return "\n".join(line.rstrip() for line in lines)
 
+
 def _esc(text: object) -> str:
     """Text for a terminal: control characters (newlines in an identifier, ESC) shown
     escaped, so a hostile name cannot rewrite the screen or fake a line."""
     t = str(text)
     return t if t.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in t)
+
 
 def _jsonable(value: Any) -> Any:
     """``value`` as JSON can hold it, unambiguously: bytes as ``{"$bytes": base64}``,
@@ -73,9 +81,11 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     return {"$repr": repr(value)}
 
+
 def _when(ts: datetime | float) -> str:
     dt = ts if isinstance(ts, datetime) else datetime.fromtimestamp(ts, timezone.utc)
     return dt.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
 
 def _task_id(args: argparse.Namespace, tracker: Tracker) -> int:
     if args.task_id is not None:
@@ -90,12 +100,14 @@ def _task_id(args: argparse.Namespace, tracker: Tracker) -> int:
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
+
 def _duration(text: str) -> float:
     """``30``, ``30s``, ``500ms``, ``5m``, ``2h``, ``1d`` as seconds (>= 0)."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", text)
     if not m:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30, 30s, 500ms, 5m, 2h, 1d)")
     return float(m[1]) * _UNITS[m[2] or "s"]
+
 
 def _moment(text: str) -> datetime:
     """An ISO 8601 time; without a zone it is UTC."""
@@ -104,6 +116,7 @@ def _moment(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (e.g. 2026-12-24T18:00:00Z)") from None
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
 
 def _read_input(spec: str) -> Any:
     """``--input``: JSON text, ``@FILE`` or ``-`` (stdin). Non-finite numbers (``NaN``,

@@ -13,6 +13,7 @@ from .common import UsageError
 
 _PREFIX = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
+
 def _allow_list(values: Sequence[str]) -> tuple[str, ...]:
     """The ``--allow`` prefixes; a value with none (``''``, ``','``) would refuse every
     handler, so it is a usage error, as is anything that is not a dotted module name."""
@@ -27,6 +28,7 @@ def _allow_list(values: Sequence[str]) -> tuple[str, ...]:
         prefixes += parts
     return tuple(prefixes)
 
+
 def cmd_worker(args: argparse.Namespace) -> int:
     allow = _allow_list(args.allow)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s [%(process)d] %(message)s")
@@ -38,6 +40,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                           grace=args.grace, heartbeat=args.heartbeat, wait_for_redis=max(0.0, args.wait_for_redis),
                           serializer=args.serializer, concurrency=args.concurrency)
     return Supervisor(config).run()
+
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo

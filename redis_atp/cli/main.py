@@ -32,6 +32,7 @@ def _fail(args: argparse.Namespace | None, code: int, kind: str, message: str) -
         print(f"redis-atp: {'error' if kind in ('usage', 'redis') else kind}: {message}", file=sys.stderr)
     return code
 
+
 def main(argv: Sequence[str] | None = None) -> int:
     args: argparse.Namespace | None = None
     where = "Redis"
@@ -62,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("REDIS_ATP_DEBUG"):
             raise
         return _fail(args, 1, "internal error", f"{type(exc).__name__}: {exc} (REDIS_ATP_DEBUG=1 shows the traceback)")
+
 
 def _reason(exc: BaseException) -> str:
     """A connection error's cause, without the pool reprs redis-py puts in some."""

@@ -53,6 +53,7 @@ def cmd_info(args: argparse.Namespace, tracker: Tracker) -> int:
         return "\n".join(out)
     return _out(args, data, text)
 
+
 def cmd_config(args: argparse.Namespace, tracker: Tracker) -> int:
     if args.action == "set":
         tracker.set_max_queue_size(args.value)
@@ -61,8 +62,10 @@ def cmd_config(args: argparse.Namespace, tracker: Tracker) -> int:
                 lambda: f"max-queue-size  {limit}{' (no limit)' if limit <= 0 else ''}\n"
                         f"serializer      {tracker.serializer.name}\nshards          {tracker.shards}")
 
+
 _TYPE_SETTINGS = ("handler", "timeout", "timeret", "maxrestart", "retries", "retry_delay", "retry_backoff",
                   "retry_max_delay")
+
 
 def cmd_types(args: argparse.Namespace, tracker: Tracker) -> int:
     if args.action == "register":
@@ -94,6 +97,7 @@ def cmd_types(args: argparse.Namespace, tracker: Tracker) -> int:
                 lambda: _table(rows, ["TYPE", "HANDLER", "TIMEOUT", "TIMERET", "MAXRESTART", "RETRIES"])
                 if rows else "no task types registered")
 
+
 def cmd_schedules(args: argparse.Namespace, tracker: Tracker) -> int:
     if args.action == "add":
         s = tracker.add_schedule(args.name, args.type, cron=args.cron, every=args.every,
@@ -112,14 +116,17 @@ def cmd_schedules(args: argparse.Namespace, tracker: Tracker) -> int:
                 lambda: _table(rows, ["SCHEDULE", "TYPE", "WHEN", "TZ", "OVERLAP", "MISFIRE", "NEXT", "LAST TASK"])
                 if rows else "no schedules")
 
+
 def _schedule_data(s: Any) -> dict[str, Any]:
     return {**s.__dict__, "input": _jsonable(s.input), "next_run": s.next_run.isoformat() if s.next_run else None}
+
 
 def cmd_zombies(args: argparse.Namespace, tracker: Tracker) -> int:
     moved = tracker.reap_zombies()
     rows = [[tid, f"{_esc(t)}::{_esc(i)}", s.name] for tid, t, i, s in moved]
     return _out(args, [{"id": tid, "type": t, "identifier": i, "status": s.name} for tid, t, i, s in moved],
                 lambda: _table(rows, ["ID", "TASK", "NOW"]) if rows else "no overdue tasks")
+
 
 def cmd_retire(args: argparse.Namespace, tracker: Tracker) -> int:
     removed = tracker.delete_retired_tasks()

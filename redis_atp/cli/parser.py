@@ -12,7 +12,7 @@ from ..worker import DEFAULT_CONCURRENCY
 from .common import _duration, _env_list, _moment, _positive, _version
 from .fleet import cmd_demo, cmd_worker
 from .namespace import cmd_config, cmd_info, cmd_retire, cmd_schedules, cmd_types, cmd_zombies
-from .tasks import cmd_delete, cmd_enqueue, cmd_key, cmd_requeue, cmd_response, cmd_show
+from .tasks import cmd_delete, cmd_enqueue, cmd_key, cmd_requeue, cmd_response, cmd_show, cmd_wait
 
 
 def _common() -> argparse.ArgumentParser:
@@ -30,10 +30,12 @@ def _common() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 
+
 def _task_ref(p: argparse.ArgumentParser) -> None:
     p.add_argument("type", nargs="?", help="task type")
     p.add_argument("identifier", nargs="?", help="task identifier")
     p.add_argument("--id", type=int, dest="task_id", help="the task id instead of TYPE IDENTIFIER")
+
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
@@ -111,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     _task_ref(p)
     p.add_argument("--message", default="requeued by operator", help="log message (default: requeued by operator)")
     _task_ref(cmd("delete", cmd_delete, "delete a task and every key of it"))
+    p = cmd("wait", cmd_wait, "block until a task ends (no polling); exit 0 if FINISHED, 1 if FAILED or timed out")
+    _task_ref(p)
+    p.add_argument("--timeout", type=float, help="give up after this many seconds (default: wait forever)")
     p = cmd("key", cmd_key, "the Redis key names of a task, for redis-cli")
     p.add_argument("type", help="task type name")
     p.add_argument("identifier", help="task identifier")

@@ -20,6 +20,7 @@ def cmd_enqueue(args: argparse.Namespace, tracker: Tracker) -> int:
                 lambda: f"enqueued task {tid} ({_esc(args.type)}::{_esc(args.identifier)})"
                         + (f", due {_when(due / 1000)}" if due else ""))
 
+
 def cmd_key(args: argparse.Namespace, tracker: Tracker) -> int:
     tname, ident = check_text("task type", args.type), check_text("identifier", args.identifier)
     digest = Keys.task_digest(tname, ident)
@@ -32,6 +33,7 @@ def cmd_key(args: argparse.Namespace, tracker: Tracker) -> int:
         data.update(id=None, id_bucket=None)
     return _out(args, data, lambda: "\n".join(f"{k:<10} {v}" for k, v in data.items() if v is not None)
                 + ("" if data["id"] else "\n(no such task now)"))
+
 
 def cmd_show(args: argparse.Namespace, tracker: Tracker) -> int:
     info = tracker.describe_task(_task_id(args, tracker))
@@ -64,6 +66,7 @@ def cmd_show(args: argparse.Namespace, tracker: Tracker) -> int:
         return "\n".join(lines)
     return _out(args, data, text)
 
+
 def cmd_response(args: argparse.Namespace, tracker: Tracker) -> int:
     tid = _task_id(args, tracker)
     t, ident = tracker.get_task_identifier(tid)
@@ -85,12 +88,27 @@ def cmd_response(args: argparse.Namespace, tracker: Tracker) -> int:
     sys.stdout.buffer.write(raw if raw.endswith(b"\n") else raw + b"\n")
     return 0
 
+
 def cmd_requeue(args: argparse.Namespace, tracker: Tracker) -> int:
     tid = _task_id(args, tracker)
     tracker.reenqueue_task(tid, args.message)
     return _out(args, {"id": tid, "status": "ACCEPTED"}, lambda: f"task {tid} is back in the queue")
 
+
 def cmd_delete(args: argparse.Namespace, tracker: Tracker) -> int:
     tid = _task_id(args, tracker)
     tracker.delete_task(tid)
     return _out(args, {"deleted": tid}, lambda: f"deleted task {tid}")
+
+
+def cmd_wait(args: argparse.Namespace, tracker: Tracker) -> int:
+    """Exit 0 when the task ended FINISHED, 1 when FAILED or the wait ran out."""
+    tid = _task_id(args, tracker)
+    try:
+        code, name = tracker.wait_task(tid, args.timeout)
+    except TimeoutError as exc:
+        message = str(exc)
+        _out(args, {"id": tid, "status": None, "timed_out": True}, lambda: message)
+        return 1
+    _out(args, {"id": tid, "status": name, "code": int(code)}, lambda: f"task {tid} {name}")
+    return 0 if name == "FINISHED" else 1

@@ -28,11 +28,12 @@ from redis.backoff import NoBackoff
 from ..aio import AsyncTracker
 from ..connection import client_from_url
 from ..models import StartedTask
+from ..protocol import tasks as task_ops
 from ..status import Status
 from ..taskstatus import AsyncTaskStatus
 from .config import WorkerConfig, worker_client_options
 from .retry import AsyncRetryingIO
-from .runs import Ended
+from .runs import Ended, as_response
 
 __all__ = ["AsyncHandlers", "Ender"]
 
@@ -129,9 +130,13 @@ class AsyncHandlers:
 
     async def _run(self, task: StartedTask, handler: Callable[..., Any], data: Any, started: float) -> None:
         process = self.process
-        ts = AsyncTaskStatus(task.task_id, tracker=self._async_tracker(), token=task.token)
+        tracker = self._async_tracker()
+        ts = AsyncTaskStatus(task.task_id, tracker=tracker, token=task.token)
         try:
-            await handler(ts, data)
+            result = await handler(ts, data)
+            if result is not None:
+                await tracker.io.run(task_ops.set_task_response(tracker.ns, task.task_id, *as_response(result),
+                                                               task.token, if_absent=True))
         except BaseException as exc:  # noqa: BLE001 - a handler's failure is the task's, not the worker's
             ended = await asyncio.to_thread(process.failed, task, exc, started)
         else:

@@ -22,6 +22,7 @@ from ..errors import Fail, Retry, StaleTask
 from ..io_sync import SyncIO
 from ..keys import Keys
 from ..models import StartedTask
+from ..protocol import tasks as task_ops
 from ..status import Status
 from ..taskstatus import TaskStatus
 from ..validate import clean_text
@@ -31,7 +32,7 @@ from .fleet import Fleet, slot_ids
 from .handlers import HandlerRefused, Handlers, is_async
 from .protocol import Claims
 from .retry import Backoff, RetryingIO, log_redis_error
-from .runs import MAX_ERROR_CHARS, Ended
+from .runs import MAX_ERROR_CHARS, Ended, as_response
 
 __all__ = ["WorkerProcess", "worker_tracker", "CHILD_SIGNALS"]
 
@@ -224,7 +225,10 @@ class WorkerProcess:
         try:
             result = handler(TaskStatus(task.task_id, tracker=self.handler_tracker, token=task.token), data)
             if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-                asyncio.run(_await(result))
+                result = asyncio.run(_await(result))
+            if result is not None:
+                self.handler_tracker.io.run(task_ops.set_task_response(
+                    self.handler_tracker.ns, task.task_id, *as_response(result), task.token, if_absent=True))
         except BaseException as exc:  # noqa: BLE001 - a handler's failure is the task's, not the worker's
             return self.failed(task, exc, started)
         return Ended(task, Status.FINISHED, "", started)

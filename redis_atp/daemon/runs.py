@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import Code
 from ..models import StartedTask
 from ..status import Status
 from ..validate import clean_text
 
-__all__ = ["Ended", "MAX_ERROR_CHARS"]
+__all__ = ["Ended", "MAX_ERROR_CHARS", "as_response"]
 
 log = logging.getLogger("redis_atp.worker")
 
 #: Longest error message written to a task's log.
 MAX_ERROR_CHARS = 2000
+
+
+def as_response(value: Any) -> tuple[str | bytes, str]:
+    """A handler's return value as ``(response, MIME type)`` (SPEC §8): ``str`` as
+    text/plain, bytes as application/octet-stream, anything else as JSON (a value
+    JSON cannot encode raises ``TypeError``: the run fails with it)."""
+    if isinstance(value, str):
+        return value, "text/plain"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value), "application/octet-stream"
+    return json.dumps(value, allow_nan=False), "application/json"
 
 
 @dataclass

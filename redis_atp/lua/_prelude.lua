@@ -83,12 +83,12 @@ local function type_of(t) return load_type(t.type) or ORPHAN end
 -- The task stored under `key` if it is task `id`, else nil.
 local function load_task_at(id, key)
   local v = redis.call('HMGET', key, 'id', 'type', 'ident', 'status', 'run', 'odig', 'restarts', 'nlog', 'token',
-                      'nq', 'due', 'retries', 'prio')
+                      'nq', 'due', 'retries', 'prio', 'watch')
   if v[1] ~= istr(id) then return nil end
   return {id = tonumber(id), key = key, type = v[2], ident = v[3], status = tonumber(v[4]),
           run = tonumber(v[5] or '0'), odig = v[6], restarts = tonumber(v[7] or '0'),
           nlog = tonumber(v[8] or '1'), token = v[9], nq = tonumber(v[10] or '0'), due = tonumber(v[11]),
-          retries = tonumber(v[12] or '0'), prio = v[13]}
+          retries = tonumber(v[12] or '0'), prio = v[13], watch = v[14]}
 end
 
 -- Task `id` (a number or a decimal string), or nil when it does not exist.
@@ -234,6 +234,18 @@ local function append_log(t, new, now, msg, via, via_msg)
   end
 end
 
+-- Someone waits for task `t` to end (wait_task: watch.lua set its `watch` field): the
+-- end is pushed to the list `<task key>:done`, where the waiter blocks with a BLMOVE
+-- of the list onto itself, so every waiter is served; it lives a minute, enough for a
+-- waiter between its look at the task and its wait.
+local function signal_end(t, code)
+  local done = t.key .. ':done'
+  redis.call('HDEL', t.key, 'watch')
+  t.watch = nil
+  redis.call('RPUSH', done, code)
+  redis.call('PEXPIRE', done, 60000)
+end
+
 local offer  -- defined below: a task that became ACCEPTED goes to a waiter or the queue
 local promote  -- defined below: due delayed tasks join the queue
 
@@ -261,6 +273,7 @@ local function set_status(t, ty, new, now, msg, via, via_msg)
     if not (is_terminal(old) and is_terminal(new)) then redis.call('HINCRBY', ty.key, COUNTER[new], 1) end
   end
   append_log(t, new, now, msg, via, via_msg)
+  if t.watch and is_terminal(new) then signal_end(t, new) end
   if is_terminal(new) then
     local was_pinned = not is_terminal(old) or redis.call('PTTL', t.key) == -1
     if ty.timeret > 0 then
@@ -290,6 +303,7 @@ local function forget(t)
   end
   if ty.key and not is_terminal(t.status) then redis.call('HINCRBY', ty.key, COUNTER[t.status], -1) end
   local pinned = not is_terminal(t.status) or redis.call('PTTL', t.key) == -1
+  if t.watch then signal_end(t, S_UNDEFINED) end  -- deleted: its waiters look again, and learn it
   redis.call('DEL', t.key)
   redis.call('HDEL', bucket_key(t.id), id)
   update_bucket(t.id, pinned and -1 or 0, nil)

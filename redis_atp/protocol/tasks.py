@@ -19,7 +19,7 @@ from .namespace import Namespace, text, token_base
 from .requests import Batch, Command, Op, ScriptCall
 
 __all__ = ["call", "checked", "enqueue_task", "enqueue_many", "reenqueue_task", "dequeue", "dequeue_task", "claim",
-           "start_task", "finish", "wait_for_work", "progress", "set_task_response", "delete_task",
+           "start_task", "finish", "wait_for_work", "wait_task", "progress", "set_task_response", "delete_task",
            "delete_task_by_identifier", "CLUSTER_WAIT_SLICE"]
 
 #: On a Redis Cluster an idle consumer of a sharded namespace blocks on one shard at a time.
@@ -191,13 +191,44 @@ def progress(ns: Namespace, task_id: int, status: Status, message: str, token: i
 
 
 def set_task_response(ns: Namespace, task_id: int, response: str | bytes, mime_type: str = "text/xml",
-                      token: int | None = None) -> Op[None]:
+                      token: int | None = None, if_absent: bool = False) -> Op[bool]:
+    """Store a response (script ``set_response``); ``if_absent``: only if the task has
+    none yet. Returns whether it was stored."""
     tid = validate.task_id(task_id)
     raw, kind = pack_response(response, ns.max_response_bytes)
     if not isinstance(mime_type, str):
         raise InvalidInput(f"mime_type must be str, not {type(mime_type).__name__}")
-    yield from checked(ns, f"task {tid}", ns.call("set_response", tid, validate.token(token), raw, kind, mime_type,
-                                                  shard=ns.shard_of_id(tid)))
+    return bool((yield from checked(ns, f"task {tid}", ns.call(
+        "set_response", tid, validate.token(token), raw, kind, mime_type, "1" if if_absent else "0",
+        shard=ns.shard_of_id(tid)))))
+
+
+#: Seconds one blocking wait of wait_task lasts at most before it looks at the task again
+#: (a deleted task, whose signal a failover lost, or a client's socket timeout).
+WAIT_SLICE = 5.0
+
+
+def wait_task(ns: Namespace, task_id: int, timeout: float | None = None) -> Op[tuple[Status, str]]:
+    """Block until task ``task_id`` is FINISHED or FAILED (script ``watch``, then ``BLMOVE``
+    on its end signal; no polling); returns its ``(code, name)``.
+
+    Raises:
+        TimeoutError: ``timeout`` seconds passed first.
+        TaskNotFound: no such task (or it was deleted while waited for).
+    """
+    tid = validate.task_id(task_id)
+    if timeout is not None:
+        validate.seconds("timeout", timeout)
+    deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+    while True:
+        reply = yield from checked(ns, f"task {tid}", ns.call("watch", tid, shard=ns.shard_of_id(tid)))
+        if int(reply[1]):
+            return Status(int(reply[0])).pair()
+        remaining = WAIT_SLICE if deadline is None else deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"task {tid} did not end within {timeout} s (it is {Status(int(reply[0])).name})")
+        done = reply[2]
+        yield Command("BLMOVE", done, done, "RIGHT", "LEFT", f"{max(0.001, min(remaining, WAIT_SLICE)):.3f}")
 
 
 def delete_task(ns: Namespace, task_id: int) -> Op[None]:
