@@ -16,6 +16,7 @@ from .errors import (
     RedisATPError,
     Retry,
     StaleTask,
+    TaskCancelled,
     TaskNotFound,
     TaskTypeInUse,
     TaskTypeNotFound,
@@ -33,5 +34,5 @@ __all__ = [
     "DummyLock", "dbLocker", "EvictionPolicyWarning",
     "RedisATPError", "QueueException", "QueueEmpty", "QueueFull", "TaskNotFound",
     "TaskTypeNotFound", "DuplicateTask", "InvalidInput", "InvalidTransition", "StaleTask",
-    "TaskTypeInUse", "Retry", "Fail",
+    "TaskTypeInUse", "Retry", "Fail", "TaskCancelled",
 ]

@@ -159,6 +159,14 @@ class AsyncTracker(TrackerBase):
         """Coroutine twin of :meth:`Tracker.set_task_response`."""
         await self.io.run(task_ops.set_task_response(self.ns, task_id, response, mime_type, token))
 
+    async def cancel_task(self, task_id: int, message: str = "") -> bool:
+        """Coroutine twin of :meth:`Tracker.cancel_task`."""
+        return await self.io.run(task_ops.cancel_task(self.ns, task_id, message))
+
+    async def is_cancelled(self, task_id: int) -> bool:
+        """Coroutine twin of :meth:`Tracker.is_cancelled`."""
+        return await self.io.run(reads.is_cancelled(self.ns, task_id))
+
     async def wait_task(self, task_id: int, timeout: float | None = None) -> tuple[Status, str]:
         """Coroutine twin of :meth:`Tracker.wait_task`."""
         return await self.io.run(task_ops.wait_task(self.ns, task_id, timeout))

@@ -282,6 +282,21 @@ class Tracker(TrackerBase):
         """
         self.io.run(task_ops.set_task_response(self.ns, task_id, response, mime_type, token))
 
+    def cancel_task(self, task_id: int, message: str = "") -> bool:
+        """Cancel a task (script ``cancel``): a queued or delayed one never runs, a live
+        one's run is fenced out and its next ``TaskStatus`` call raises
+        :class:`~redis_atp.TaskCancelled`; both end FAILED with "cancelled" in the log.
+        Returns True if it ended the task, False if the task had ended already.
+
+        Raises:
+            TaskNotFound: no such task.
+        """
+        return self.io.run(task_ops.cancel_task(self.ns, task_id, message))
+
+    def is_cancelled(self, task_id: int) -> bool:
+        """Whether the task was cancelled (and not re-run since). Raises :class:`TaskNotFound`."""
+        return self.io.run(reads.is_cancelled(self.ns, task_id))
+
     def wait_task(self, task_id: int, timeout: float | None = None) -> tuple[Status, str]:
         """Block until the task is FINISHED or FAILED and return its ``(code, name)``,
         without polling: a look at the task (script ``watch``) and a wait on the signal

@@ -12,6 +12,7 @@
      ├── InvalidInput      (ValueError)  bad name, identifier, input or response; too large
      ├── InvalidTransition               the task's current status does not allow the change
      ├── StaleTask                       a run that lost its task tries to change it (fencing)
+     │    └── TaskCancelled              ... because the task was cancelled
      └── TaskTypeInUse                   unregistering a type whose tasks still exist
 
 Lua scripts refuse with a negative integer (:class:`Code`), optionally followed
@@ -90,6 +91,11 @@ class StaleTask(RedisATPError):
     """
 
 
+class TaskCancelled(StaleTask):
+    """This run's task was cancelled (``cancel_task``): raised by the run's next status or
+    response call, so a handler that calls back stops there. A :class:`StaleTask`."""
+
+
 class TaskTypeInUse(RedisATPError):
     """``unregister_task_type`` without ``force`` while tasks of the type exist."""
 
@@ -142,7 +148,9 @@ def error_for_code(code: int, subject: str, details: list[object] | None = None)
     if c is Code.QUEUE_FULL:
         return QueueFull(f"{subject}: the queue is full")
     if c is Code.STALE:
-        run, status = (d + [None, None])[:2]
+        run, status, cancelled = (d + [None, None, None])[:3]
+        if cancelled == 1:
+            return TaskCancelled(f"{subject}: the task was cancelled")
         return StaleTask(
             f"{subject}: this run no longer owns the task "
             f"(the task is at run {run}, status {_status_name(status)})"

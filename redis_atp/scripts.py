@@ -30,7 +30,7 @@ SHARED = ("_prelude", "_queue")
 SCRIPT_NAMES = (
     "register_type", "unregister_type", "enqueue", "dequeue", "start", "progress", "finish",
     "set_response", "reenqueue", "delete", "reap_zombies", "retire", "read_task", "release_owned",
-    "advance", "take_handoff", "promote", "schedule_set", "schedule_next", "watch",
+    "advance", "take_handoff", "promote", "schedule_set", "schedule_next", "watch", "cancel",
 )
 
 

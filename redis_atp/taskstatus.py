@@ -86,6 +86,11 @@ class TaskStatus(_Constants):
     def __repr__(self) -> str:
         return f"<TaskStatus task_id={self.task_id} token={self.token}>"
 
+    @property
+    def cancelled(self) -> bool:
+        """Whether the task was cancelled (one read): a long handler may look between steps."""
+        return self.tracker.is_cancelled(self.task_id)
+
     def getInfo(self) -> tuple[str, str, Status, str]:  # noqa: N802
         """``(type, identifier, code, name)`` of the task."""
         return dbLocker(self.dbLock, self.tracker.get_task_info, self.task_id)
@@ -132,6 +137,10 @@ class AsyncTaskStatus(_Constants):
 
     def __repr__(self) -> str:
         return f"<AsyncTaskStatus task_id={self.task_id} token={self.token}>"
+
+    async def is_cancelled(self) -> bool:
+        """Whether the task was cancelled (one read); ``TaskStatus.cancelled`` as a coroutine."""
+        return await self.tracker.is_cancelled(self.task_id)
 
     async def getInfo(self) -> tuple[str, str, Status, str]:  # noqa: N802
         """``(type, identifier, code, name)`` of the task."""

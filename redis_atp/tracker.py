@@ -21,13 +21,16 @@ from .client import Tracker
 from .defaults import configure, get_default_tracker
 from .errors import (
     DuplicateTask,
+    Fail,
     InvalidInput,
     InvalidTransition,
     QueueEmpty,
     QueueException,
     QueueFull,
     RedisATPError,
+    Retry,
     StaleTask,
+    TaskCancelled,
     TaskNotFound,
     TaskTypeInUse,
     TaskTypeNotFound,
@@ -46,11 +49,11 @@ __all__ = [
     "deleteTask", "deleteTaskByIdentifier", "enqueueTask", "reenqueueTask", "dequeueTask",
     "startTask", "stopTaskSuccessIfNotFinished", "stopTaskSuccess", "stopTaskFailure",
     "pauseTask", "resumeTask", "setTaskResponse", "getTaskResponse", "getTaskLog",
-    "reenqueueZombieTasks", "deleteRetiredTasks",
+    "reenqueueZombieTasks", "deleteRetiredTasks", "cancelTask",
     "Tracker", "Status", "STATUS2TEXT", "TEXT2STATUS",
     "RedisATPError", "QueueException", "QueueEmpty", "QueueFull", "TaskNotFound",
     "TaskTypeNotFound", "DuplicateTask", "InvalidInput", "InvalidTransition", "StaleTask",
-    "TaskTypeInUse",
+    "TaskTypeInUse", "TaskCancelled", "Retry", "Fail",
 ]
 
 #: The seed's default queue limit, which a namespace's first registration records; the
@@ -128,6 +131,11 @@ def enqueueTask(type: str, identifier: str, input: Any, message: str = "", *, de
 def reenqueueTask(task_id: int, message: str = "") -> None:
     """Put a task back in the queue (ACCEPTED), ignoring the size limit."""
     get_default_tracker().reenqueue_task(task_id, message)
+
+
+def cancelTask(task_id: int, message: str = "") -> bool:
+    """Cancel a task; True if it ended it, False if it had ended already."""
+    return get_default_tracker().cancel_task(task_id, message)
 
 
 def dequeueTask(serverID: str, message: str = "", *, count: int = 1,

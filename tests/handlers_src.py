@@ -119,3 +119,17 @@ def answer(ts, inp):
 
 async def async_answer(ts, inp):
     return {"async": inp["a"]}
+
+
+def looper(ts, inp):
+    """Reports progress every 50 ms for up to ``inp["for"]`` seconds; notes how it stopped."""
+    from redis_atp import TaskCancelled
+
+    deadline = time.time() + inp["for"]
+    try:
+        while time.time() < deadline:
+            ts.setRunning("looping")
+            time.sleep(0.05)
+    except TaskCancelled:
+        R.hset(inp["fx"], "stopped", "cancelled")
+        raise

@@ -408,6 +408,18 @@ class TrackerMachine(RuleBasedStateMachine):
             self._to(t, outcome)
 
     @rule(i=TASK)
+    def cancel(self, i: int) -> None:
+        tid = self._id(i)
+        t = self._task(tid)
+        ok, changed = self._call(tid, lambda: self.tracker.cancel_task(tid), None)
+        if ok:
+            assert t is not None
+            assert changed is (not t.terminal), f"cancel said {changed}; the model has {t}"
+            if not t.terminal:
+                t.token = None
+                self._to(t, Status.FAILED)
+
+    @rule(i=TASK)
     def reenqueue(self, i: int) -> None:
         tid = self._id(i)
         t = self._task(tid)

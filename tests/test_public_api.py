@@ -26,7 +26,7 @@ def test_same_objects_from_both_faces() -> None:
     for name in ("Tracker", "Status", "STATUS2TEXT", "TEXT2STATUS", "TaskStatus", "QueueEmpty",
                  "QueueFull", "QueueException", "TaskNotFound", "TaskTypeNotFound", "StaleTask",
                  "RedisATPError", "DuplicateTask", "InvalidInput", "InvalidTransition", "TaskTypeInUse",
-                 "DummyLock", "dbLocker"):
+                 "DummyLock", "dbLocker", "TaskCancelled", "Retry", "Fail"):
         assert getattr(redis_atp, name) is getattr(seed, name), name
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from redis_atp import Status, TaskNotFound, Tracker
+from redis_atp import QueueEmpty, StaleTask, Status, TaskCancelled, TaskNotFound, Tracker
 
 from .conftest import AsyncFace, async_client, runs
 from .fleetproc import start
@@ -111,3 +111,77 @@ def test_return_values_become_responses_unless_one_was_stored(real_tracker: Trac
     assert t.get_task_response("answer", "stored") == ("<mine/>", "text/x-stored")
     assert t.get_task_status(ids["bad"])[1] == "FAILED"  # NaN is not JSON
     assert t.get_task_response("async_answer", "async") == ('{"async": 7}', "application/json")
+
+
+# --------------------------------------------------------------------------- cancel
+def test_a_queued_or_delayed_task_cancelled_never_runs(tracker: Tracker) -> None:
+    tracker.register_task_type("t", HANDLER)
+    queued = tracker.enqueue_task("t", "q", 0)
+    delayed = tracker.enqueue_task("t", "d", 0, delay=0.1)
+    assert tracker.cancel_task(queued, "not needed") is True
+    assert tracker.cancel_task(delayed) is True
+    assert tracker.get_queue_counts() == {"ready": 0, "delayed": 0}
+    time.sleep(0.15)
+    with pytest.raises(QueueEmpty):
+        tracker.claim("w")
+    for tid in (queued, delayed):
+        info = tracker.describe_task(tid)
+        assert info["status"] == "FAILED" and info["cancelled"] and info["log"][-1][2].startswith("cancelled")
+    assert tracker.describe_task(queued)["log"][-1][2] == "cancelled: not needed"
+    assert tracker.cancel_task(queued) is False  # idempotent: it had ended
+    with pytest.raises(TaskNotFound):
+        tracker.cancel_task(999_999)
+
+
+def test_a_live_run_is_fenced_out_and_learns_it_was_cancelled(tracker: Tracker) -> None:
+    tracker.register_task_type("t", HANDLER)
+    tid = tracker.enqueue_task("t", "x", 0)
+    [run] = runs(tracker, "w")
+    run.setRunning("working")
+    assert not run.cancelled
+    assert tracker.cancel_task(tid) is True
+    assert run.cancelled and tracker.get_task_status(tid)[1] == "FAILED"
+    with pytest.raises(TaskCancelled):
+        run.setRunning("still working")
+    with pytest.raises(StaleTask):  # a TaskCancelled is a StaleTask: code that handles one handles both
+        run.setSuccess()
+    assert tracker.get_task_status(tid)[1] == "FAILED"
+    tracker.reenqueue_task(tid)  # an operator's re-run clears the mark
+    assert not tracker.is_cancelled(tid)
+
+
+def test_the_seed_face_and_the_cli_cancel(real_tracker: Tracker, redis_url: str) -> None:
+    import redis_atp.tracker as seed
+    from redis_atp import defaults
+
+    from .test_cli import atp
+
+    real_tracker.register_task_type("t", HANDLER)
+    a, b = real_tracker.enqueue_task("t", "a", 0), real_tracker.enqueue_task("t", "b", 0)
+    seed.configure(client=real_tracker.client, namespace=real_tracker.namespace)
+    try:
+        assert seed.cancelTask(a) is True and seed.cancelTask(a) is False
+    finally:
+        defaults._default = None
+    r = atp("cancel", "t", "b", "--json", url=redis_url, ns=real_tracker.namespace)
+    assert r.returncode == 0 and '"cancelled": true' in r.stdout
+    assert real_tracker.get_task_status(b)[1] == "FAILED"
+
+
+def test_a_handler_that_calls_back_stops_when_its_task_is_cancelled(
+        real_tracker: Tracker, redis_url: str, env: dict[str, Any]) -> None:
+    t = real_tracker
+    t.register_task_type("loop", "handlers.looper")
+    t.register_task_type("count", "handlers.count")
+    tid = t.enqueue_task("loop", "l", {"fx": env["fx"], "for": 30})
+    start(env, redis_url, t.namespace, "-n", "1")
+    t0 = time.monotonic()
+    while t.get_task_status(tid)[1] != "RUNNING":
+        assert time.monotonic() - t0 < 15
+        time.sleep(0.05)
+    assert t.cancel_task(tid, "no longer wanted")
+    after = t.enqueue_task("count", "next", {"fx": env["fx"], "i": 1})
+    assert t.wait_task(after, timeout=10)[1] == "FINISHED"  # the slot is free again
+    assert t.client.hget(env["fx"], "stopped") == b"cancelled"
+    info = t.describe_task(tid)
+    assert info["status"] == "FAILED" and info["log"][-1][2] == "cancelled: no longer wanted"

@@ -12,7 +12,7 @@ from ..worker import DEFAULT_CONCURRENCY
 from .common import _duration, _env_list, _moment, _positive, _version
 from .fleet import cmd_demo, cmd_worker
 from .namespace import cmd_config, cmd_info, cmd_retire, cmd_schedules, cmd_types, cmd_zombies
-from .tasks import cmd_delete, cmd_enqueue, cmd_key, cmd_requeue, cmd_response, cmd_show, cmd_wait
+from .tasks import cmd_cancel, cmd_delete, cmd_enqueue, cmd_key, cmd_requeue, cmd_response, cmd_show, cmd_wait
 
 
 def _common() -> argparse.ArgumentParser:
@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     _task_ref(p)
     p.add_argument("--message", default="requeued by operator", help="log message (default: requeued by operator)")
     _task_ref(cmd("delete", cmd_delete, "delete a task and every key of it"))
+    p = cmd("cancel", cmd_cancel, "cancel a task: queued, it never runs; running, its run is fenced out")
+    _task_ref(p)
+    p.add_argument("--message", default="", help="log message")
     p = cmd("wait", cmd_wait, "block until a task ends (no polling); exit 0 if FINISHED, 1 if FAILED or timed out")
     _task_ref(p)
     p.add_argument("--timeout", type=float, help="give up after this many seconds (default: wait forever)")

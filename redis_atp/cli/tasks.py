@@ -112,3 +112,10 @@ def cmd_wait(args: argparse.Namespace, tracker: Tracker) -> int:
         return 1
     _out(args, {"id": tid, "status": name, "code": int(code)}, lambda: f"task {tid} {name}")
     return 0 if name == "FINISHED" else 1
+
+
+def cmd_cancel(args: argparse.Namespace, tracker: Tracker) -> int:
+    tid = _task_id(args, tracker)
+    changed = tracker.cancel_task(tid, args.message)
+    return _out(args, {"id": tid, "cancelled": changed},
+                lambda: f"cancelled task {tid}" if changed else f"task {tid} had ended already; left alone")

@@ -18,7 +18,7 @@ from redis.retry import Retry as NoRetries
 
 from ..client import Tracker
 from ..connection import client_from_url
-from ..errors import Fail, Retry, StaleTask
+from ..errors import Fail, Retry, StaleTask, TaskCancelled
 from ..io_sync import SyncIO
 from ..keys import Keys
 from ..models import StartedTask
@@ -254,6 +254,10 @@ class WorkerProcess:
         """How a run whose handler raised ``exc`` ends: None if it lost its task
         (``StaleTask``) or Redis could not serve its calls (then it is handed back
         uncharged); otherwise FAILED with the error."""
+        if isinstance(exc, TaskCancelled):
+            log.info("task cancelled id=%d type=%s identifier=%s: its handler stopped", task.task_id, task.type,
+                     task.identifier)
+            return None
         if isinstance(exc, StaleTask):
             log.warning("task lost id=%d type=%s identifier=%s: %s", task.task_id, task.type, task.identifier, exc)
             return None

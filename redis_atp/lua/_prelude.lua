@@ -83,12 +83,12 @@ local function type_of(t) return load_type(t.type) or ORPHAN end
 -- The task stored under `key` if it is task `id`, else nil.
 local function load_task_at(id, key)
   local v = redis.call('HMGET', key, 'id', 'type', 'ident', 'status', 'run', 'odig', 'restarts', 'nlog', 'token',
-                      'nq', 'due', 'retries', 'prio', 'watch')
+                      'nq', 'due', 'retries', 'prio', 'watch', 'cancelled')
   if v[1] ~= istr(id) then return nil end
   return {id = tonumber(id), key = key, type = v[2], ident = v[3], status = tonumber(v[4]),
           run = tonumber(v[5] or '0'), odig = v[6], restarts = tonumber(v[7] or '0'),
           nlog = tonumber(v[8] or '1'), token = v[9], nq = tonumber(v[10] or '0'), due = tonumber(v[11]),
-          retries = tonumber(v[12] or '0'), prio = v[13], watch = v[14]}
+          retries = tonumber(v[12] or '0'), prio = v[13], watch = v[14], cancelled = v[15]}
 end
 
 -- Task `id` (a number or a decimal string), or nil when it does not exist.
@@ -107,7 +107,7 @@ end
 -- has no token, so its old run is refused even once the task is terminal.
 local function fence(t, token)
   if token ~= '' and (token ~= t.token or not is_live(t.status)) then
-    return {E_STALE, t.run, t.status}
+    return {E_STALE, t.run, t.status, t.cancelled and 1 or 0}
   end
   return nil
 end

@@ -3,7 +3,7 @@
 -- task hash) and the log (every log:<n> field, in order) take one round trip.
 -- KEYS[1..7], ARGV[1..9]: the common convention (_prelude.lua).
 -- arg(1) task id, or '' to name it by arg(2) digest, arg(3) type, arg(4) identifier
--- arg(5) what: 'info' {id, type, identifier, status, owner, run, restarts}
+-- arg(5) what: 'info' {id, type, identifier, status, owner, run, restarts, cancelled}
 --              'log' {record, ...}  'response' {response, response type, MIME type}
 --              'input' {input}  'show' {info..., handler, ttl ms, deadline ms ('' = none),
 --              response length, MIME type, input, 1 if it has an owner now, retries used,
@@ -35,7 +35,7 @@ local what = arg(5)
 if what == 'log' then return log() end
 if what == 'response' then return redis.call('HMGET', key, 'response', 'response_type', 'mime') end
 if what == 'input' then return redis.call('HMGET', key, 'input') end
-local info = redis.call('HMGET', key, 'id', 'type', 'ident', 'status', 'owner', 'run', 'restarts')
+local info = redis.call('HMGET', key, 'id', 'type', 'ident', 'status', 'owner', 'run', 'restarts', 'cancelled')
 if what == 'info' then return info end
 local ty = load_type(info[2]) or ORPHAN
 local changed = ty.live and ty.timeout > 0 and redis.call('ZSCORE', ty.live, info[1])

@@ -10,7 +10,7 @@ local t = load_task(arg(1))
 if not t then return E_TASK_NOT_FOUND end
 local refused = fence(t, arg(2))
 if refused then return refused end
-if is_terminal(t.status) then redis.call('HDEL', t.key, 'restarts', 'retries') end
+if is_terminal(t.status) then redis.call('HDEL', t.key, 'restarts', 'retries', 'cancelled') end
 local ty, now = type_of(t), now_ms()
 local delayed = t.status == S_ACCEPTED and t.due
 set_status(t, ty, S_ACCEPTED, now, arg(3))

@@ -17,7 +17,8 @@ from .requests import Batch, Command, Op
 from .tasks import checked
 
 __all__ = ["COUNTS", "read", "read_by_identifier", "get_task_info", "get_task_identifier", "get_task_status",
-           "get_task_status_by_identifier", "get_task_id", "get_task_input", "get_task_type", "list_task_types",
+           "get_task_status_by_identifier", "get_task_id",
+           "is_cancelled", "get_task_input", "get_task_type", "list_task_types",
            "get_queue_size", "get_queue_counts", "get_max_queue_size", "get_task_response", "get_task_log",
            "describe_task", "count_overdue", "last_task_id", "shard_stats"]
 
@@ -61,6 +62,10 @@ def get_task_status_by_identifier(ns: Namespace, type: str, identifier: str) -> 
 
 def get_task_id(ns: Namespace, type: str, identifier: str) -> Op[int]:
     return int((yield from read_by_identifier(ns, type, identifier, "info"))[0])
+
+
+def is_cancelled(ns: Namespace, task_id: int) -> Op[bool]:
+    return bool((yield from read(ns, task_id, "info"))[7])
 
 
 def get_task_input(ns: Namespace, task_id: int) -> Op[Any]:
@@ -133,15 +138,15 @@ def describe_task(ns: Namespace, task_id: int) -> Op[dict[str, Any]]:
     return {
         "id": int(v[0]), "type": text(v[1]), "identifier": text(v[2]),
         "status": status.name, "code": int(status),
-        "owner": text(v[4]) if v[4] is not None and v[13] else None,
+        "owner": text(v[4]) if v[4] is not None and v[14] else None,
         "last_owner": None if v[4] is None else text(v[4]),
-        "run": int(v[5] or 0), "restarts": int(v[6] or 0), "handler": text(v[7]),
-        "ttl_ms": int(v[8]) if int(v[8]) >= 0 else None,
-        "deadline_ms": int(v[9]) if v[9] else None,
-        "response_bytes": int(v[10]), "mime_type": text(v[11]) or None,
-        "input": ns.decode_input(v[12], fallback=True),
-        "retries": int(v[14]), "due_ms": int(v[15]) if v[15] else None, "priority": int(v[16]),
-        "log": [parse_record(r) for r in v[17:] if r],
+        "run": int(v[5] or 0), "restarts": int(v[6] or 0), "cancelled": bool(v[7]), "handler": text(v[8]),
+        "ttl_ms": int(v[9]) if int(v[9]) >= 0 else None,
+        "deadline_ms": int(v[10]) if v[10] else None,
+        "response_bytes": int(v[11]), "mime_type": text(v[12]) or None,
+        "input": ns.decode_input(v[13], fallback=True),
+        "retries": int(v[15]), "due_ms": int(v[16]) if v[16] else None, "priority": int(v[17]),
+        "log": [parse_record(r) for r in v[18:] if r],
         "key": ns.shard_keys[ns.shard_of_id(int(v[0]))].task(Keys.task_digest(v[1], v[2])),
     }
 

@@ -19,7 +19,8 @@ from .namespace import Namespace, text, token_base
 from .requests import Batch, Command, Op, ScriptCall
 
 __all__ = ["call", "checked", "enqueue_task", "enqueue_many", "reenqueue_task", "dequeue", "dequeue_task", "claim",
-           "start_task", "finish", "wait_for_work", "wait_task", "progress", "set_task_response", "delete_task",
+           "start_task", "finish", "wait_for_work", "wait_task",
+           "cancel_task", "progress", "set_task_response", "delete_task",
            "delete_task_by_identifier", "CLUSTER_WAIT_SLICE"]
 
 #: On a Redis Cluster an idle consumer of a sharded namespace blocks on one shard at a time.
@@ -229,6 +230,12 @@ def wait_task(ns: Namespace, task_id: int, timeout: float | None = None) -> Op[t
             raise TimeoutError(f"task {tid} did not end within {timeout} s (it is {Status(int(reply[0])).name})")
         done = reply[2]
         yield Command("BLMOVE", done, done, "RIGHT", "LEFT", f"{max(0.001, min(remaining, WAIT_SLICE)):.3f}")
+
+
+def cancel_task(ns: Namespace, task_id: int, message: str = "") -> Op[bool]:
+    tid = validate.task_id(task_id)
+    return bool((yield from checked(ns, f"task {tid}", ns.call("cancel", tid, validate.message(message),
+                                                               shard=ns.shard_of_id(tid)))))
 
 
 def delete_task(ns: Namespace, task_id: int) -> Op[None]:
