@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from redis_atp import QueueEmpty, StaleTask, Status, TaskCancelled, TaskNotFound, Tracker
+from redis_atp.daemon.fleet import Fleet
 
 from .conftest import AsyncFace, async_client, runs
 from .fleetproc import start
@@ -185,3 +186,43 @@ def test_a_handler_that_calls_back_stops_when_its_task_is_cancelled(
     assert t.client.hget(env["fx"], "stopped") == b"cancelled"
     info = t.describe_task(tid)
     assert info["status"] == "FAILED" and info["log"][-1][2] == "cancelled: no longer wanted"
+
+
+def test_a_handler_that_never_calls_back_is_stopped_after_the_cancel_grace(
+        real_tracker: Tracker, redis_url: str, env: dict[str, Any]) -> None:
+    t = real_tracker
+    t.register_task_type("count", "handlers.count", maxrestart=0)
+    stuck = t.enqueue_task("count", "stuck", {"fx": env["fx"], "i": 0, "sleep": 60})
+    other = t.enqueue_task("count", "other", {"fx": env["fx"], "i": 1, "sleep": 3})
+    start(env, redis_url, t.namespace, "-n", "1", "--threads", "2", "--cancel-grace", "1")
+    t0 = time.monotonic()
+    while t.get_task_type("count").counts["running"] < 2:
+        assert time.monotonic() - t0 < 15
+        time.sleep(0.05)
+    [before] = Fleet(t).workers()
+    assert t.cancel_task(stuck)
+    assert t.wait_task(other, timeout=30)[1] == "FINISHED"  # put back uncharged, run again by the new process
+    assert t.describe_task(other)["restarts"] == 0
+    assert t.client.hget(env["fx"], "1") == b"2"  # it ran twice: the stopped process's run, then again
+    [after] = Fleet(t).workers()
+    assert after.id != before.id and time.monotonic() - t0 < 20
+    assert t.get_task_status(stuck)[1] == "FAILED" and t.client.hget(env["fx"], "0") == b"1"
+
+
+def test_an_async_handler_that_never_calls_back_is_cancelled_on_its_loop(
+        real_tracker: Tracker, redis_url: str, env: dict[str, Any]) -> None:
+    t = real_tracker
+    t.register_task_type("nap", "handlers.nap", maxrestart=0)
+    stuck = t.enqueue_task("nap", "stuck", {"sleep": 60})
+    start(env, redis_url, t.namespace, "-n", "1", "--cancel-grace", "1")
+    t0 = time.monotonic()
+    while t.get_task_status(stuck)[1] != "RUNNING":
+        assert time.monotonic() - t0 < 15
+        time.sleep(0.05)
+    [before] = Fleet(t).workers()
+    assert t.cancel_task(stuck)
+    time.sleep(3)  # past the grace: the coroutine is cancelled, the process lives on
+    after = t.enqueue_task("nap", "after", {"sleep": 0.1})
+    assert t.wait_task(after, timeout=10)[1] == "FINISHED"
+    [same] = Fleet(t).workers()
+    assert same.id == before.id and t.get_task_status(stuck)[1] == "FAILED"

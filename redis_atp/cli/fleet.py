@@ -37,7 +37,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
             logging.getLogger(__name__).warning("-p %s: no such directory; handlers will not be found there", path)
     config = WorkerConfig(url=args.url, namespace=args.namespace, shards=args.shards, processes=args.processes,
                           threads=args.threads, paths=tuple(args.path), allow=allow, burst=args.burst,
-                          grace=args.grace, heartbeat=args.heartbeat, wait_for_redis=max(0.0, args.wait_for_redis),
+                          grace=args.grace, cancel_grace=args.cancel_grace,
+                          heartbeat=args.heartbeat, wait_for_redis=max(0.0, args.wait_for_redis),
                           serializer=args.serializer, concurrency=args.concurrency)
     return Supervisor(config).run()
 

@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--allow", action="append", default=_env_list("REDIS_ATP_ALLOW"), metavar="PREFIX",
                    help="run only handlers under this module prefix (repeatable; $REDIS_ATP_ALLOW, comma-separated)")
     w.add_argument("--burst", action="store_true", help="exit 0 once the queue is empty")
+    w.add_argument("--cancel-grace", type=_positive(float), default=5.0,
+                   help="seconds a cancelled task's handler gets to stop before its process is stopped (default 5)")
     w.add_argument("--grace", type=_positive(float), default=30.0,
                    help="seconds running tasks get to finish on SIGINT/SIGTERM (default 30)")
     w.add_argument("--heartbeat", type=_positive(float), default=10.0,

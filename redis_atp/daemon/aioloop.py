@@ -61,6 +61,7 @@ class AsyncHandlers:
         self._lock = threading.Condition()
         self._runs: dict[str, set[int]] = {}
         self._count = 0
+        self._futures: dict[int, tuple[str, StartedTask, Future[None]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tracker: AsyncTracker | None = None
@@ -91,7 +92,20 @@ class AsyncHandlers:
             self._runs.setdefault(owner, set()).add(task.task_id)
         future: Future[None] = asyncio.run_coroutine_threadsafe(self._run(task, handler, data, started),
                                                                 self._ensure_loop())
+        with self._lock:
+            self._futures[task.task_id] = (owner, task, future)
         future.add_done_callback(lambda f: self._done(owner, task, f))
+
+    def running(self) -> list[tuple[str, StartedTask]]:
+        """``(owner, task)`` of each run on the loop."""
+        with self._lock:
+            return [(owner, task) for owner, task, _ in self._futures.values()]
+
+    def cancel(self, task_id: int) -> bool:
+        """Cancel the coroutine of run ``task_id`` on the loop; False if it is not one."""
+        with self._lock:
+            entry = self._futures.get(task_id)
+        return entry is not None and entry[2].cancel()
 
     def drain(self, owner: str, cold: threading.Event) -> None:
         """Wait until ``owner`` has no run on the loop, or a cold shutdown."""
@@ -151,5 +165,6 @@ class AsyncHandlers:
                       exc_info=(type(exc), exc, exc.__traceback__))
         with self._lock:
             self._runs.get(owner, set()).discard(task.task_id)
+            self._futures.pop(task.task_id, None)
             self._count -= 1
             self._lock.notify_all()

@@ -49,6 +49,9 @@ class WorkerConfig:
     #: ``async def`` handlers run at once per process, on one event loop (started when
     #: the first one arrives); sync handlers run in the ``threads`` slots.
     concurrency: int = DEFAULT_CONCURRENCY
+    #: Seconds a cancelled task's handler gets to stop on its own (its next
+    #: ``TaskStatus`` call raises ``TaskCancelled``) before its process is stopped.
+    cancel_grace: float = 5.0
 
 
 def mask_url(url: str) -> str:

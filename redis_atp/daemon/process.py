@@ -34,7 +34,7 @@ from .protocol import Claims
 from .retry import Backoff, RetryingIO, log_redis_error
 from .runs import MAX_ERROR_CHARS, Ended, as_response
 
-__all__ = ["WorkerProcess", "worker_tracker", "CHILD_SIGNALS"]
+__all__ = ["WorkerProcess", "worker_tracker", "CHILD_SIGNALS", "CANCEL_EXIT"]
 
 log = logging.getLogger("redis_atp.worker")
 
@@ -46,6 +46,11 @@ CHILD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}
 #: Seconds a stopping slot with nothing in flight tries to hand back what it holds
 #: (with Redis down, the supervisor's reaping or the heartbeat's expiry does it).
 STOP_RELEASE_FOR = 2.0
+#: Seconds between a busy process's looks at whether the tasks it runs were cancelled.
+CANCEL_CHECK = 1.0
+#: Exit code of a process that stopped itself to end a cancelled handler that did not
+#: stop: it handed its other tasks back first, so the supervisor charges no restart.
+CANCEL_EXIT = 75
 
 
 def worker_tracker(config: WorkerConfig, io: type[SyncIO] = SyncIO) -> Tracker:
@@ -77,6 +82,8 @@ class WorkerProcess:
         self.stopping = threading.Event()  # warm: take no new task
         self.cold = threading.Event()  # cold: hand back running tasks and exit now
         self.crashed = False  # a slot ended other than by shutdown (a bug): exit 1
+        self.running: dict[str, StartedTask] = {}  # owner -> the task its sync handler runs
+        self.cancelled_at: dict[int, float] = {}  # task id -> when this process saw it cancelled
 
     def run(self) -> int:
         """The process body; returns the exit code (a cold shutdown exits from here)."""
@@ -91,12 +98,15 @@ class WorkerProcess:
                  for owner in self.owners]
         for t in slots:
             t.start()
-        woken = False
+        woken, next_check = False, 0.0
         while any(t.is_alive() for t in slots):
             if self.cold.wait(0.2) or os.getppid() != parent:
                 self._cold_exit()
             if self.stopping.is_set() and not woken:
                 woken = self._wake_slots()
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + CANCEL_CHECK
+                self._check_cancelled()
         self.aio.close()
         self.tracker.close()
         self.handler_tracker.close()
@@ -115,6 +125,42 @@ class WorkerProcess:
         except Exception:  # noqa: BLE001 - slots find out within their wait anyway
             pass
         return True
+
+    def _check_cancelled(self) -> None:
+        """Stop handlers whose task was cancelled and that did not stop on their own within
+        ``cancel_grace``: an async one is cancelled on its loop; for a sync one (a thread
+        cannot be stopped) the process hands its other tasks back, uncharged, and exits
+        with ``CANCEL_EXIT``; the supervisor starts a new one."""
+        runs = {t.task_id: (owner, t) for owner, t in list(self.running.items())}
+        runs.update({t.task_id: (owner, t) for owner, t in self.aio.running()})
+        if not runs:
+            self.cancelled_at.clear()
+            return
+        try:
+            flags = self.tracker.io.run(task_ops.cancelled_flags(self.tracker.ns, [t for _, t in runs.values()]))
+        except redis.RedisError:
+            return  # the next look will tell
+        now = time.monotonic()
+        for tid, flag in zip(runs, flags, strict=True):
+            if not flag:
+                continue
+            seen = self.cancelled_at.setdefault(tid, now)
+            if now - seen < self.config.cancel_grace:
+                continue
+            owner, task = runs[tid]
+            if self.aio.cancel(tid):
+                log.warning("task id=%d type=%s: cancelled, its async handler did not stop; cancelled it on the loop",
+                            tid, task.type)
+                continue
+            log.warning("task id=%d type=%s: cancelled, its handler did not stop within %.0fs; stopping worker "
+                        "process %s", tid, task.type, self.config.cancel_grace, self.id)
+            for other in self.owners:
+                try:
+                    self.fleet.release(other, (), f"worker {self.id} stopped to end a cancelled handler; put back")
+                except Exception as exc:  # noqa: BLE001 - the supervisor's reaping puts them back
+                    log.error("worker=%s cannot put its tasks back (%s); the reaper will", self.id, exc)
+            logging.shutdown()
+            os._exit(CANCEL_EXIT)
 
     def _on_cold(self, signum: int, frame: Any) -> None:
         self.stopping.set()
@@ -222,6 +268,7 @@ class WorkerProcess:
         if is_async(handler):
             self.aio.submit(owner, task, handler, data, started, self.stopping)
             return None
+        self.running[owner] = task
         try:
             result = handler(TaskStatus(task.task_id, tracker=self.handler_tracker, token=task.token), data)
             if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
@@ -231,6 +278,8 @@ class WorkerProcess:
                     self.handler_tracker.ns, task.task_id, *as_response(result), task.token, if_absent=True))
         except BaseException as exc:  # noqa: BLE001 - a handler's failure is the task's, not the worker's
             return self.failed(task, exc, started)
+        finally:
+            self.running.pop(owner, None)
         return Ended(task, Status.FINISHED, "", started)
 
     def prepare(self, task: StartedTask, started: float) -> tuple[Callable[..., Any], Any] | Ended:

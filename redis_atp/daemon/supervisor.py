@@ -23,7 +23,7 @@ import redis
 
 from .config import WorkerConfig, mask_url
 from .fleet import Fleet
-from .process import CHILD_SIGNALS, WorkerProcess, worker_tracker
+from .process import CANCEL_EXIT, CHILD_SIGNALS, WorkerProcess, worker_tracker
 from .retry import TRANSIENT, retry_transient
 
 __all__ = ["Supervisor"]
@@ -188,7 +188,7 @@ class Supervisor:
         self.children.remove(child)
         # Out of shutdown, a process that ends holding started tasks died while running
         # them, whatever its exit code (a clean exit hands its tasks back first).
-        charged = not self.signals
+        charged = not self.signals and code != CANCEL_EXIT  # that one handed its tasks back
         (log.warning if code != 0 and charged else log.info)("worker process %s exited with code %s", child.id, code)
         message = (f"worker {child.id} exited with code {code} while running it" if charged
                    else f"worker {child.id} stopped; put back")

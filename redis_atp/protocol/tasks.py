@@ -20,7 +20,7 @@ from .requests import Batch, Command, Op, ScriptCall
 
 __all__ = ["call", "checked", "enqueue_task", "enqueue_many", "reenqueue_task", "dequeue", "dequeue_task", "claim",
            "start_task", "finish", "wait_for_work", "wait_task",
-           "cancel_task", "progress", "set_task_response", "delete_task",
+           "cancel_task", "cancelled_flags", "progress", "set_task_response", "delete_task",
            "delete_task_by_identifier", "CLUSTER_WAIT_SLICE"]
 
 #: On a Redis Cluster an idle consumer of a sharded namespace blocks on one shard at a time.
@@ -236,6 +236,14 @@ def cancel_task(ns: Namespace, task_id: int, message: str = "") -> Op[bool]:
     tid = validate.task_id(task_id)
     return bool((yield from checked(ns, f"task {tid}", ns.call("cancel", tid, validate.message(message),
                                                                shard=ns.shard_of_id(tid)))))
+
+
+def cancelled_flags(ns: Namespace, started: Sequence[Any]) -> Op[list[bool]]:
+    """Whether each started task (with ``type`` and ``identifier``) was cancelled: one
+    pipelined ``HGET`` per task, for a worker's periodic look at what it runs."""
+    keys = [ns.shard_keys[Keys.shard_of(d, ns.shards)].task(d) for d in
+            (Keys.task_digest(t.type.encode(), t.identifier.encode()) for t in started)]
+    return [bool(v) for v in (yield Batch([Command("HGET", k, "cancelled") for k in keys]))]
 
 
 def delete_task(ns: Namespace, task_id: int) -> Op[None]:
