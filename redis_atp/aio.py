@@ -55,10 +55,10 @@ class AsyncTracker(TrackerBase):
     async def register_task_type(self, identifier: str, handler: Handler, timeout: float = 3600,
                                  timeret: float = -1, maxrestart: int = 2, *, retries: int = 0,
                                  retry_delay: float = 1.0, retry_backoff: float = 2.0,
-                                 retry_max_delay: float = 3600) -> None:
+                                 retry_max_delay: float = 3600, hard_timeout: float | None = None) -> None:
         """Coroutine twin of :meth:`Tracker.register_task_type`."""
         await self.io.run(admin.register_task_type(self.ns, identifier, handler, timeout, timeret, maxrestart,
-                                                   retries, retry_delay, retry_backoff, retry_max_delay))
+                                                   retries, retry_delay, retry_backoff, retry_max_delay, hard_timeout))
 
     async def unregister_task_type(self, identifier: str, force: bool = False) -> None:
         """Coroutine twin of :meth:`Tracker.unregister_task_type`."""

@@ -76,7 +76,8 @@ class Tracker(TrackerBase):
     # ------------------------------------------------------------------ task types
     def register_task_type(self, identifier: str, handler: Handler, timeout: float = 3600,
                            timeret: float = -1, maxrestart: int = 2, *, retries: int = 0, retry_delay: float = 1.0,
-                           retry_backoff: float = 2.0, retry_max_delay: float = 3600) -> None:
+                           retry_backoff: float = 2.0, retry_max_delay: float = 3600,
+                           hard_timeout: float | None = None) -> None:
         """Create a task type, or update its settings (script ``register_type``, once per shard).
 
         ``timeout``: seconds after a task's last status change at which an unfinished
@@ -85,13 +86,15 @@ class Tracker(TrackerBase):
         timed-out or orphaned task before it is marked FAILED. ``retries``: times a
         task whose handler raised is run again, after ``min(retry_max_delay,
         retry_delay * retry_backoff ** n)`` seconds with full jitter (n: retries so
-        far), counted apart from ``maxrestart``.
+        far), counted apart from ``maxrestart``. ``hard_timeout``: seconds after which a
+        run is killed by its worker (not only abandoned, as ``timeout`` does) and
+        recovered as a time-out, against ``maxrestart``.
 
         Raises:
             InvalidInput: bad name, handler path, or settings.
         """
         self.io.run(admin.register_task_type(self.ns, identifier, handler, timeout, timeret, maxrestart, retries,
-                                             retry_delay, retry_backoff, retry_max_delay))
+                                             retry_delay, retry_backoff, retry_max_delay, hard_timeout))
 
     def unregister_task_type(self, identifier: str, force: bool = False) -> None:
         """Remove a task type (script ``unregister_type``, in steps over the id buckets).

@@ -33,6 +33,9 @@ class TaskType:
     retry_delay: float = 1.0
     retry_backoff: float = 2.0
     retry_max_delay: float = 3600.0
+    #: A run older than this (seconds) is killed by its worker and recovered as a
+    #: time-out (against ``maxrestart``); None: no limit.
+    hard_timeout: float | None = None
 
 
 @dataclass(frozen=True)

@@ -67,12 +67,13 @@ def dummyHandler(taskStatus: TaskStatus, input: Any) -> None:
 
 def registerTaskType(identifier: str, handler: Handler, timeout: float = 3600,
                      timeret: float = -1, maxrestart: int = 2, *, retries: int = 0, retry_delay: float = 1.0,
-                     retry_backoff: float = 2.0, retry_max_delay: float = 3600) -> None:
+                     retry_backoff: float = 2.0, retry_max_delay: float = 3600,
+                     hard_timeout: float | None = None) -> None:
     """Register a new task type, or update an existing one (the keyword-only retry
     settings: see :meth:`Tracker.register_task_type`)."""
     get_default_tracker().register_task_type(identifier, handler, timeout, timeret, maxrestart, retries=retries,
                                              retry_delay=retry_delay, retry_backoff=retry_backoff,
-                                             retry_max_delay=retry_max_delay)
+                                             retry_max_delay=retry_max_delay, hard_timeout=hard_timeout)
 
 
 def unregisterTaskType(identifier: str, force: bool = False) -> None:

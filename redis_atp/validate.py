@@ -12,7 +12,7 @@ from typing import Any
 from .errors import InvalidInput, TaskNotFound
 
 __all__ = ["task_id", "seconds", "message", "clean_text", "handler_path", "token", "due", "retry_settings", "priority",
-           "Handler"]
+           "hard_timeout", "Handler"]
 
 Handler = str | Callable[..., Any]
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
@@ -135,3 +135,13 @@ def priority(value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, int) or not MIN_PRIORITY <= value <= MAX_PRIORITY:
         raise InvalidInput(f"priority must be an int from {MIN_PRIORITY} to {MAX_PRIORITY}, not {value!r:.80}")
     return str(value)
+
+
+def hard_timeout(value: float | None) -> str:
+    """A type's ``hard_timeout`` as script text: positive seconds, or ``"0"`` for none."""
+    if value is None:
+        return "0"
+    text = seconds("hard_timeout", value)
+    if value <= 0:
+        raise InvalidInput(f"hard_timeout must be positive (or None: no limit), not {value!r}")
+    return text

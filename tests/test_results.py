@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from redis_atp import QueueEmpty, StaleTask, Status, TaskCancelled, TaskNotFound, Tracker
+from redis_atp import InvalidInput, QueueEmpty, StaleTask, Status, TaskCancelled, TaskNotFound, Tracker
 from redis_atp.daemon.fleet import Fleet
 
 from .conftest import AsyncFace, async_client, runs
@@ -226,3 +226,28 @@ def test_an_async_handler_that_never_calls_back_is_cancelled_on_its_loop(
     assert t.wait_task(after, timeout=10)[1] == "FINISHED"
     [same] = Fleet(t).workers()
     assert same.id == before.id and t.get_task_status(stuck)[1] == "FAILED"
+
+
+def test_a_run_past_its_hard_timeout_is_killed_and_recovered_as_a_time_out(
+        real_tracker: Tracker, redis_url: str, env: dict[str, Any]) -> None:
+    t = real_tracker
+    t.register_task_type("count", "handlers.count", maxrestart=1, hard_timeout=1)
+    t.register_task_type("quick", "handlers.count")
+    hung = t.enqueue_task("count", "hung", {"fx": env["fx"], "i": 0, "sleep": 60})
+    start(env, redis_url, t.namespace, "-n", "1")
+    assert t.wait_task(hung, timeout=30)[1] == "FAILED"  # killed twice: the restart, then the limit
+    info = t.describe_task(hung)
+    assert info["restarts"] == 1 and t.client.hget(env["fx"], "0") == b"2"
+    assert any("hard timeout" in m for _, _, m in info["log"])
+    after = t.enqueue_task("quick", "after", {"fx": env["fx"], "i": 1})
+    assert t.wait_task(after, timeout=15)[1] == "FINISHED"  # the fleet goes on
+    assert t.get_task_type("count").hard_timeout == 1.0
+
+
+def test_a_hard_timeout_must_be_positive(tracker: Tracker) -> None:
+    with pytest.raises(InvalidInput):
+        tracker.register_task_type("t", HANDLER, hard_timeout=0)
+    tracker.register_task_type("t", HANDLER, hard_timeout=2.5)
+    assert tracker.get_task_type("t").hard_timeout == 2.5
+    tracker.register_task_type("t", HANDLER)
+    assert tracker.get_task_type("t").hard_timeout is None

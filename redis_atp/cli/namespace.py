@@ -64,7 +64,7 @@ def cmd_config(args: argparse.Namespace, tracker: Tracker) -> int:
 
 
 _TYPE_SETTINGS = ("handler", "timeout", "timeret", "maxrestart", "retries", "retry_delay", "retry_backoff",
-                  "retry_max_delay")
+                  "retry_max_delay", "hard_timeout")
 
 
 def cmd_types(args: argparse.Namespace, tracker: Tracker) -> int:
@@ -76,7 +76,7 @@ def cmd_types(args: argparse.Namespace, tracker: Tracker) -> int:
             if args.handler is None:
                 raise UsageError(f"task type {args.type!r} does not exist: give its HANDLER") from None
             current = {"timeout": 3600, "timeret": -1, "maxrestart": 2, "retries": 0, "retry_delay": 1.0,
-                       "retry_backoff": 2.0, "retry_max_delay": 3600}
+                       "retry_backoff": 2.0, "retry_max_delay": 3600, "hard_timeout": None}
         given = {k: getattr(args, k) for k in _TYPE_SETTINGS}
         settings = {**current, **{k: v for k, v in given.items() if v is not None}}
         handler = settings.pop("handler")

@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--timeret", type=float, help="seconds finished tasks are kept (new types: -1, forever)")
     reg.add_argument("--maxrestart", type=int, help="re-enqueues after a time-out or crash (new types: 2)")
     reg.add_argument("--retries", type=int, help="re-runs of a task whose handler raised (new types: 0)")
+    reg.add_argument("--hard-timeout", type=_duration, metavar="DURATION",
+                     help="a run older than this is killed by its worker (new types: none)")
     reg.add_argument("--retry-delay", type=_duration, metavar="DURATION",
                      help="first retry's delay before jitter, e.g. 500ms, 30s, 5m (new types: 1s)")
     reg.add_argument("--retry-backoff", type=float,

@@ -139,10 +139,11 @@ class Fleet:
                 out += recovered
         return out
 
-    def release(self, owner: str, keep: Iterable[int] = (), message: str = "") -> list[Recovered]:
+    def release(self, owner: str, keep: Iterable[int] = (), message: str = "",
+                restart: bool = False) -> list[Recovered]:
         """Put back every live task ``owner`` holds except ``keep`` (script ``release_owned``):
         after a reconnect, or at a cold shutdown. Not counted as a restart."""
-        return self._release(Keys.owner_digest(owner.encode()), message, False, keep=keep) or []
+        return self._release(Keys.owner_digest(owner.encode()), message, restart, keep=keep) or []
 
     def housekeeping(self, interval: float) -> Round | None:
         """One round of fleet housekeeping, run by at most one worker per ``interval``

@@ -83,7 +83,9 @@ class WorkerProcess:
         self.cold = threading.Event()  # cold: hand back running tasks and exit now
         self.crashed = False  # a slot ended other than by shutdown (a bug): exit 1
         self.running: dict[str, StartedTask] = {}  # owner -> the task its sync handler runs
+        self.started_at: dict[int, float] = {}  # task id -> when its handler started (monotonic)
         self.cancelled_at: dict[int, float] = {}  # task id -> when this process saw it cancelled
+        self._hard: dict[str, tuple[float | None, float]] = {}  # type -> (hard_timeout, when read)
 
     def run(self) -> int:
         """The process body; returns the exit code (a cold shutdown exits from here)."""
@@ -106,7 +108,7 @@ class WorkerProcess:
                 woken = self._wake_slots()
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + CANCEL_CHECK
-                self._check_cancelled()
+                self._watch_runs()
         self.aio.close()
         self.tracker.close()
         self.handler_tracker.close()
@@ -126,41 +128,62 @@ class WorkerProcess:
             pass
         return True
 
-    def _check_cancelled(self) -> None:
-        """Stop handlers whose task was cancelled and that did not stop on their own within
-        ``cancel_grace``: an async one is cancelled on its loop; for a sync one (a thread
-        cannot be stopped) the process hands its other tasks back, uncharged, and exits
-        with ``CANCEL_EXIT``; the supervisor starts a new one."""
+    def _watch_runs(self) -> None:
+        """Once a second while busy: stop a handler whose task was cancelled and did not
+        stop on its own within ``cancel_grace``, or whose run passed its type's
+        ``hard_timeout`` (that task is first recovered as a time-out, against
+        ``maxrestart``). An async handler is cancelled on its loop; for a sync one (a
+        thread cannot be stopped) the process hands its other tasks back, uncharged, and
+        exits with ``CANCEL_EXIT``; the supervisor starts a new one."""
         runs = {t.task_id: (owner, t) for owner, t in list(self.running.items())}
         runs.update({t.task_id: (owner, t) for owner, t in self.aio.running()})
+        for seen in (self.cancelled_at, self.started_at):
+            for tid in [tid for tid in seen if tid not in runs]:
+                seen.pop(tid, None)
         if not runs:
-            self.cancelled_at.clear()
             return
         try:
             flags = self.tracker.io.run(task_ops.cancelled_flags(self.tracker.ns, [t for _, t in runs.values()]))
+            limits = [self._hard_timeout(t.type) for _, t in runs.values()]
         except redis.RedisError:
             return  # the next look will tell
         now = time.monotonic()
-        for tid, flag in zip(runs, flags, strict=True):
-            if not flag:
-                continue
-            seen = self.cancelled_at.setdefault(tid, now)
-            if now - seen < self.config.cancel_grace:
-                continue
-            owner, task = runs[tid]
-            if self.aio.cancel(tid):
-                log.warning("task id=%d type=%s: cancelled, its async handler did not stop; cancelled it on the loop",
-                            tid, task.type)
-                continue
-            log.warning("task id=%d type=%s: cancelled, its handler did not stop within %.0fs; stopping worker "
-                        "process %s", tid, task.type, self.config.cancel_grace, self.id)
-            for other in self.owners:
+        for (tid, (owner, task)), flag, limit in zip(runs.items(), flags, limits, strict=True):
+            if flag and now - self.cancelled_at.setdefault(tid, now) >= self.config.cancel_grace:
+                self._stop(owner, task, "cancelled, its handler did not stop")
+            elif not flag and limit and now - self.started_at.get(tid, now) > limit:
+                others = [t for t, (o, _) in runs.items() if o == owner and t != tid]
                 try:
-                    self.fleet.release(other, (), f"worker {self.id} stopped to end a cancelled handler; put back")
-                except Exception as exc:  # noqa: BLE001 - the supervisor's reaping puts them back
-                    log.error("worker=%s cannot put its tasks back (%s); the reaper will", self.id, exc)
-            logging.shutdown()
-            os._exit(CANCEL_EXIT)
+                    self.fleet.release(owner, others, f"hard timeout: the run passed {limit:g}s; killed",
+                                       restart=True)
+                except redis.RedisError:
+                    continue  # the next look tries again
+                self._stop(owner, task, f"past its hard timeout of {limit:g}s")
+
+    def _hard_timeout(self, type_name: str) -> float | None:
+        """The type's ``hard_timeout``, read at most every 10 s."""
+        value, read = self._hard.get(type_name, (None, -1e9))
+        if time.monotonic() - read > 10:
+            try:
+                value = self.tracker.get_task_type(type_name).hard_timeout
+            except LookupError:
+                value = None
+            self._hard[type_name] = (value, time.monotonic())
+        return value
+
+    def _stop(self, owner: str, task: StartedTask, why: str) -> None:
+        """Stop the handler of ``task``: see :meth:`_watch_runs`."""
+        if self.aio.cancel(task.task_id):
+            log.warning("task id=%d type=%s: %s; cancelled it on the loop", task.task_id, task.type, why)
+            return
+        log.warning("task id=%d type=%s: %s; stopping worker process %s", task.task_id, task.type, why, self.id)
+        for other in self.owners:
+            try:
+                self.fleet.release(other, (), f"worker {self.id} stopped to end a handler; put back")
+            except Exception as exc:  # noqa: BLE001 - the supervisor's reaping puts them back
+                log.error("worker=%s cannot put its tasks back (%s); the reaper will", self.id, exc)
+        logging.shutdown()
+        os._exit(CANCEL_EXIT)
 
     def _on_cold(self, signum: int, frame: Any) -> None:
         self.stopping.set()
@@ -259,7 +282,7 @@ class WorkerProcess:
     def _execute(self, owner: str, task: StartedTask) -> Ended | None:
         """Run a started task's handler; returns how the run ended (None: the run lost its
         task, handed it back after a connection failure, or went to the event loop)."""
-        started = time.monotonic()
+        started = self.started_at[task.task_id] = time.monotonic()
         log.info("task start id=%d type=%s identifier=%s", task.task_id, task.type, task.identifier)
         prepared = self.prepare(task, started)
         if isinstance(prepared, Ended):

@@ -2,13 +2,14 @@
 -- KEYS[1..7], ARGV[1..9]: the common convention (_prelude.lua); also KEYS[8] typeseq.
 -- arg(1) name  arg(2) handler (dotted path)  arg(3) timeout s  arg(4) timeret s
 -- arg(5) maxrestart (>= 0)  arg(6) retries (>= 0)  arg(7) retry_delay s (>= 0)
--- arg(8) retry_backoff (>= 1)  arg(9) retry_max_delay s (>= 0)
+-- arg(8) retry_backoff (>= 1)  arg(9) retry_max_delay s (>= 0)  arg(10) hard_timeout s
+-- (0: none; a run older than that is killed by its worker)
 -- Returns the type number; a malformed number is refused before anything is written.
 local name = arg(1)
-for _, i in ipairs({3, 4, 7, 8, 9}) do
+for _, i in ipairs({3, 4, 7, 8, 9, 10}) do
   if seconds(arg(i), nil) == nil then return redis.error_reply('ERR invalid number of seconds: ' .. arg(i)) end
 end
-if tonumber(arg(7)) < 0 or tonumber(arg(8)) < 1 or tonumber(arg(9)) < 0 then
+if tonumber(arg(7)) < 0 or tonumber(arg(8)) < 1 or tonumber(arg(9)) < 0 or tonumber(arg(10)) < 0 then
   return redis.error_reply('ERR invalid retry settings')
 end
 for _, i in ipairs({5, 6}) do
@@ -24,5 +25,5 @@ if not n then
 end
 redis.call('HSET', P_TYPE .. n, 'name', name, 'handler', arg(2), 'timeout', arg(3),
            'timeret', arg(4), 'maxrestart', arg(5), 'retries', arg(6), 'retry_delay', arg(7),
-           'retry_backoff', arg(8), 'retry_max_delay', arg(9))
+           'retry_backoff', arg(8), 'retry_max_delay', arg(9), 'hard_timeout', arg(10))
 return tonumber(n)

@@ -32,13 +32,15 @@ def recovered(reply: list[bytes | int]) -> list[Recovered]:
 
 def register_task_type(ns: Namespace, identifier: str, handler: Handler, timeout: float = 3600,
                        timeret: float = -1, maxrestart: int = 2, retries: int = 0, retry_delay: float = 1.0,
-                       retry_backoff: float = 2.0, retry_max_delay: float = 3600) -> Op[None]:
+                       retry_backoff: float = 2.0, retry_max_delay: float = 3600,
+                       hard_timeout: float | None = None) -> Op[None]:
     check_text("task type", identifier)
     path = validate.handler_path(handler)
     if isinstance(maxrestart, bool) or not isinstance(maxrestart, int):
         raise InvalidInput(f"maxrestart must be an int, not {maxrestart!r:.80}")
     args = (identifier, path, validate.seconds("timeout", timeout), validate.seconds("timeret", timeret),
-            max(0, maxrestart), *validate.retry_settings(retries, retry_delay, retry_backoff, retry_max_delay))
+            max(0, maxrestart), *validate.retry_settings(retries, retry_delay, retry_backoff, retry_max_delay),
+            validate.hard_timeout(hard_timeout))
     if not ns.checked:
         yield from ns.check(registering=True)
     for shard, keys in enumerate(ns.shard_keys):

@@ -89,7 +89,8 @@ def get_task_type(ns: Namespace, identifier: str) -> Op[TaskType]:
                     maxrestart=int(first[b"maxrestart"]), counts=counts,
                     retries=int(first.get(b"retries", 0)), retry_delay=float(first.get(b"retry_delay", 1.0)),
                     retry_backoff=float(first.get(b"retry_backoff", 2.0)),
-                    retry_max_delay=float(first.get(b"retry_max_delay", 3600)))
+                    retry_max_delay=float(first.get(b"retry_max_delay", 3600)),
+                    hard_timeout=float(first.get(b"hard_timeout", 0)) or None)
 
 
 def list_task_types(ns: Namespace) -> Op[list[TaskType]]:
