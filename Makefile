@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/pip install -q ruff mypy
-	$(BIN)/ruff check redis_atp tests
+	$(BIN)/ruff check redis_atp tests benchmarks
 	$(BIN)/mypy
 
 clean:

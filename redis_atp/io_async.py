@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 
 from .protocol.requests import Batch, BatchRounds, Command, Op, Request, ScriptCall
 
@@ -49,7 +49,7 @@ class AsyncIO:
     async def _command(self, command: Command) -> Any:
         try:
             return await self.client.execute_command(*command.args)
-        except ResponseError as exc:
+        except (ResponseError, RedisClusterException) as exc:  # a cluster may not route a keyless command
             if command.quiet:
                 return exc
             raise

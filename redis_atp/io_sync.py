@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from redis import Redis
 from redis.client import Pipeline
 from redis.cluster import RedisCluster
-from redis.exceptions import ConnectionError, NoScriptError, ResponseError
+from redis.exceptions import ConnectionError, NoScriptError, RedisClusterException, ResponseError
 
 from .protocol.requests import Batch, BatchRounds, Command, Op, Request, ScriptCall
 
@@ -122,7 +122,7 @@ class SyncIO:
     def _command(self, command: Command) -> Any:
         try:
             return self.client.execute_command(*command.args)
-        except ResponseError as exc:
+        except (ResponseError, RedisClusterException) as exc:  # a cluster may not route a keyless command
             if command.quiet:
                 return exc
             raise

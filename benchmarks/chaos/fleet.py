@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from redis_atp import Tracker
-from redis_atp.errors import DuplicateTask, TaskNotFound
 from redis_atp.daemon.fleet import Fleet
+from redis_atp.errors import DuplicateTask, TaskNotFound
 from tests.redisserver import RedisServer, free_port
 
 from .common import (
