@@ -21,7 +21,8 @@ from .errors import (
     TaskTypeInUse,
     TaskTypeNotFound,
 )
-from .models import Claim, Schedule, StartedTask, TaskType
+from .handle import TaskHandle
+from .models import Claim, Event, Schedule, StartedTask, TaskInfo, TaskType
 from .protocol.namespace import EvictionPolicyWarning
 from .status import STATUS2TEXT, TEXT2STATUS, Status
 from .taskstatus import AsyncTaskStatus, DummyLock, TaskStatus, dbLocker
@@ -29,7 +30,8 @@ from .taskstatus import AsyncTaskStatus, DummyLock, TaskStatus, dbLocker
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tracker", "TaskType", "Claim", "Schedule", "StartedTask", "TaskStatus", "AsyncTaskStatus", "Status", "STATUS2TEXT",
+    "Tracker", "TaskType", "Claim", "Schedule", "StartedTask", "TaskInfo", "Event", "TaskHandle", "TaskStatus",
+    "AsyncTaskStatus", "Status", "STATUS2TEXT",
     "TEXT2STATUS",
     "DummyLock", "dbLocker", "EvictionPolicyWarning",
     "RedisATPError", "QueueException", "QueueEmpty", "QueueFull", "TaskNotFound",

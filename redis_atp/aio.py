@@ -12,16 +12,17 @@ blocks on Redis (``BZPOPMIN``) without polling, as the sync one does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from .connection import clients_of
 from .errors import RedisATPError
 from .face import TrackerBase
+from .handle import AsyncTaskHandle
 from .io_async import AsyncIO
-from .models import Claim, LogRecord, Schedule, TaskType
-from .protocol import admin, reads
+from .models import Claim, Event, LogRecord, Schedule, TaskInfo, TaskType
+from .protocol import admin, control, reads
 from .protocol import schedules as schedule_ops
 from .protocol import tasks as task_ops
 from .protocol.admin import Recovered
@@ -170,6 +171,50 @@ class AsyncTracker(TrackerBase):
     async def wait_task(self, task_id: int, timeout: float | None = None) -> tuple[Status, str]:
         """Coroutine twin of :meth:`Tracker.wait_task`."""
         return await self.io.run(task_ops.wait_task(self.ns, task_id, timeout))
+
+    def task(self, task_id: int) -> AsyncTaskHandle:
+        """Twin of :meth:`Tracker.task`: each attribute of the handle is awaited."""
+        return AsyncTaskHandle(self, task_id)
+
+    async def list_tasks(self, type: str | None = None, status: Status | int | None = None, *, limit: int = 100,
+                         before: int | TaskInfo | None = None) -> list[TaskInfo]:
+        """Coroutine twin of :meth:`Tracker.list_tasks`."""
+        return await self.io.run(control.list_tasks(self.ns, type, status, limit, before))
+
+    async def requeue_failed(self, type: str | None = None, message: str = "") -> int:
+        """Coroutine twin of :meth:`Tracker.requeue_failed`."""
+        return await self.io.run(control.requeue_failed(self.ns, type, message))
+
+    async def pause_queue(self, type: str | None = None) -> None:
+        """Coroutine twin of :meth:`Tracker.pause_queue`."""
+        await self.io.run(control.pause_queue(self.ns, type))
+
+    async def resume_queue(self, type: str | None = None) -> None:
+        """Coroutine twin of :meth:`Tracker.resume_queue`."""
+        await self.io.run(control.resume_queue(self.ns, type))
+
+    async def get_pause_state(self) -> dict[str, Any]:
+        """Coroutine twin of :meth:`Tracker.get_pause_state`."""
+        return await self.io.run(control.paused(self.ns))
+
+    async def get_max_events(self) -> int:
+        """Coroutine twin of :meth:`Tracker.get_max_events`."""
+        return await self.io.run(control.get_max_events(self.ns))
+
+    async def set_max_events(self, cap: int) -> None:
+        """Coroutine twin of :meth:`Tracker.set_max_events`."""
+        await self.io.run(control.set_max_events(self.ns, cap))
+
+    async def minute_stats(self, minutes: int = 60) -> list[tuple[datetime, dict[str, int]]]:
+        """Coroutine twin of :meth:`Tracker.minute_stats`."""
+        return await self.io.run(control.minutes(self.ns, minutes))
+
+    async def events(self, since: str | None = None, block: float | None = None) -> AsyncIterator[Event]:
+        """Async-iterator twin of :meth:`Tracker.events` (``async for event in tracker.events()``)."""
+        cursor = await self.io.run(control.event_cursor(self.ns, since))
+        while batch := await self.io.run(control.read_events(self.ns, cursor, block)):
+            for event in batch:
+                yield event
 
     async def get_task_info(self, task_id: int) -> tuple[str, str, Status, str]:
         """Coroutine twin of :meth:`Tracker.get_task_info`."""

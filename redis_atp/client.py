@@ -15,16 +15,17 @@ shard, so every call about one task is still one round trip to one slot.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 from .connection import clients_of
 from .errors import RedisATPError
 from .face import TrackerBase
+from .handle import TaskHandle
 from .io_sync import SyncIO
-from .models import Claim, LogRecord, Schedule, TaskType
-from .protocol import admin, reads
+from .models import Claim, Event, LogRecord, Schedule, TaskInfo, TaskType
+from .protocol import admin, control, reads
 from .protocol import schedules as schedule_ops
 from .protocol import tasks as task_ops
 from .protocol.admin import Recovered
@@ -128,8 +129,8 @@ class Tracker(TrackerBase):
         return self.io.run(reads.get_queue_size(self.ns))
 
     def get_queue_counts(self) -> dict[str, int]:
-        """The queue's tasks apart: ``{"ready": ..., "delayed": ...}`` (they sum to
-        :meth:`get_queue_size`)."""
+        """The queue's tasks apart: ``{"ready": ..., "delayed": ..., "parked": ...}`` (they
+        sum to :meth:`get_queue_size`; parked: set aside while their type is paused)."""
         return self.io.run(reads.get_queue_counts(self.ns))
 
     def get_max_queue_size(self) -> int:
@@ -311,6 +312,71 @@ class Tracker(TrackerBase):
             TaskNotFound: no such task, or it was deleted meanwhile.
         """
         return self.io.run(task_ops.wait_task(self.ns, task_id, timeout))
+
+    def task(self, task_id: int) -> TaskHandle:
+        """A handle on task ``task_id``: ``.status``, ``.log``, ``.response``, ``.wait()``,
+        ``.cancel()``, each a call to Redis (nothing is cached)."""
+        return TaskHandle(self, task_id)
+
+    # ------------------------------------------------------------------ many tasks at once
+    def list_tasks(self, type: str | None = None, status: Status | int | None = None, *, limit: int = 100,
+                   before: int | TaskInfo | None = None) -> list[TaskInfo]:
+        """Tasks newest first by the time of their last status change, of one type and/or
+        status (script ``list``): at most ``limit`` (1-1000); ``before``, the last
+        :class:`TaskInfo` (or its task id) of the previous page, for the next one. Read
+        from indexes the scripts keep, never ``SCAN``: O(limit + types) Redis work for
+        started and ended tasks; ACCEPTED tasks are read from the queue's newest end.
+
+        Raises:
+            TaskTypeNotFound: ``type`` is not registered.
+            TaskNotFound: ``before`` is a task id whose task is gone (pass its TaskInfo).
+            InvalidInput: a bad status or limit.
+        """
+        return self.io.run(control.list_tasks(self.ns, type, status, limit, before))
+
+    def requeue_failed(self, type: str | None = None, message: str = "") -> int:
+        """Re-run every task that is FAILED now, of one type or all (script
+        ``requeue_failed``, 200 per call, oldest failure first), as :meth:`reenqueue_task`
+        re-runs a finished task; returns how many. Raises :class:`TaskTypeNotFound`."""
+        return self.io.run(control.requeue_failed(self.ns, type, message))
+
+    def pause_queue(self, type: str | None = None) -> None:
+        """Workers and dequeues take nothing from the namespace (``type=None``) or of one
+        type until :meth:`resume_queue` (script ``pause``); enqueueing goes on, and
+        running tasks are not touched. Raises :class:`TaskTypeNotFound`."""
+        self.io.run(control.pause_queue(self.ns, type))
+
+    def resume_queue(self, type: str | None = None) -> None:
+        """Undo :meth:`pause_queue`: a type's tasks set aside meanwhile go back to the head
+        of the queue, and idle workers are woken (script ``pause``)."""
+        self.io.run(control.resume_queue(self.ns, type))
+
+    def get_pause_state(self) -> dict[str, Any]:
+        """``{"namespace": bool, "types": [paused type names], "parked": tasks set aside}``."""
+        return self.io.run(control.paused(self.ns))
+
+    def get_max_events(self) -> int:
+        """The cap of the namespace's events stream (0: no events are written)."""
+        return self.io.run(control.get_max_events(self.ns))
+
+    def set_max_events(self, cap: int) -> None:
+        """Set the events stream's cap for every client of the namespace (0 turns it off)."""
+        self.io.run(control.set_max_events(self.ns, cap))
+
+    def minute_stats(self, minutes: int = 60) -> list[tuple[datetime, dict[str, int]]]:
+        """Per minute of the last ``minutes`` (at most 48 hours), oldest first: runs that
+        ended ``finished`` and ``failed`` in it (counted by the scripts) and, while workers
+        ran, housekeeping's last ``ready``, ``delayed`` and ``live`` sample of it."""
+        return self.io.run(control.minutes(self.ns, minutes))
+
+    def events(self, since: str | None = None, block: float | None = None) -> Iterator[Event]:
+        """Every status change, oldest first, from the namespace's capped events stream
+        (``XREAD``): ``since=None``, those after the call; ``"0"``, from the oldest kept;
+        an :attr:`Event.id`, those after it (resume there after a disconnect). ``block``:
+        seconds to wait for more before the iterator ends (None: end when none is left)."""
+        cursor = self.io.run(control.event_cursor(self.ns, since))
+        while batch := self.io.run(control.read_events(self.ns, cursor, block)):
+            yield from batch
 
     # ------------------------------------------------------------------ reads
     def get_task_info(self, task_id: int) -> tuple[str, str, Status, str]:

@@ -69,7 +69,7 @@ def client_from_url(url: str, *, asyncio: bool = False, **options: Any) -> Any:
         raise InvalidInput(f"redis+sentinel URLs name the service: redis+sentinel://host:port/SERVICE ({url!r})")
     db = int(path[1]) if len(path) > 1 else 0
     sentinel_kwargs = options.pop("sentinel_kwargs", None)
-    timeouts = {k: options[k] for k in ("socket_timeout", "socket_connect_timeout") if k in options}
+    timeouts: dict[str, Any] = {k: options[k] for k in ("socket_timeout", "socket_connect_timeout") if k in options}
     sentinel_class = aiosentinel.Sentinel if asyncio else Sentinel
     sentinel = sentinel_class(hosts, sentinel_kwargs=sentinel_kwargs or timeouts or None)
     return sentinel.master_for(path[0], db=db, **auth, **options)

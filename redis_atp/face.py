@@ -37,7 +37,8 @@ class TrackerBase:
 
     def __init__(self, redis_client: Any, namespace: str = "atp", max_queue_size: int | None = None, *,
                  shards: int = 1, serializer: str = "msgpack", max_input_bytes: int = 1 << 20,
-                 max_response_bytes: int = 16 << 20, max_log_records: int = 100) -> None:
+                 max_response_bytes: int = 16 << 20, max_log_records: int = 100,
+                 max_events: int | None = None) -> None:
         kwargs: dict[str, Any] = getattr(redis_client, "get_connection_kwargs", dict)()
         if kwargs.get("decode_responses"):
             raise InvalidInput("redis-atp needs a client with decode_responses=False (inputs are binary)")
@@ -47,7 +48,8 @@ class TrackerBase:
                 "synchronous redis-py client; this one is from redis.asyncio: use redis_atp.aio.AsyncTracker"))
         self.ns = Namespace(namespace, max_queue_size, shards=shards, serializer=serializer,
                             max_input_bytes=max_input_bytes, max_response_bytes=max_response_bytes,
-                            max_log_records=max_log_records, where=repr(sorted(kwargs.items(), key=str)),
+                            max_log_records=max_log_records, max_events=max_events,
+                            where=repr(sorted(kwargs.items(), key=str)),
                             cluster=is_cluster_client(redis_client))
         self.client = redis_client
         self.io = self.io_class(redis_client)

@@ -5,13 +5,14 @@ change whose reply was lost may have run and is never sent again blindly."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 
-from .protocol.requests import Batch, BatchRounds, Command, Op, Request, ScriptCall
+from .protocol.requests import TRANSIENT, Batch, BatchRounds, Command, Op, Request, ScriptCall, Sleep
 
 __all__ = ["AsyncIO"]
 
@@ -30,11 +31,18 @@ class AsyncIO:
         self._cluster = isinstance(client, RedisCluster)
 
     async def run(self, op: Op[T]) -> T:
-        """Run ``op`` to its result, one request at a time."""
-        send, execute, reply = op.send, self.execute, None
+        """Run ``op`` to its result, one request at a time; a connection error is thrown
+        into it (see :class:`~redis_atp.protocol.requests.Reconnect`)."""
+        send, execute = op.send, self.execute
         try:
+            request = send(None)
             while True:
-                reply = await execute(send(reply))
+                try:
+                    reply = await execute(request)
+                except TRANSIENT as exc:
+                    request = op.throw(exc)
+                else:
+                    request = send(reply)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
@@ -44,6 +52,9 @@ class AsyncIO:
             return await self._script(request)  # type: ignore[arg-type]
         if kind is Command:
             return await self._command(request)  # type: ignore[arg-type]
+        if kind is Sleep:
+            await asyncio.sleep(request.seconds)  # type: ignore[union-attr]
+            return None
         return await self._batch(request)  # type: ignore[arg-type]
 
     async def _command(self, command: Command) -> Any:

@@ -21,7 +21,7 @@ from redis.client import Pipeline
 from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError, NoScriptError, RedisClusterException, ResponseError
 
-from .protocol.requests import Batch, BatchRounds, Command, Op, Request, ScriptCall
+from .protocol.requests import TRANSIENT, Batch, BatchRounds, Command, Op, Request, ScriptCall, Sleep
 
 _pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
@@ -103,11 +103,18 @@ class SyncIO:
         self._cluster = isinstance(client, RedisCluster)
 
     def run(self, op: Op[T]) -> T:
-        """Run ``op`` to its result, one request at a time."""
-        send, execute, reply = op.send, self.execute, None
+        """Run ``op`` to its result, one request at a time; a connection error is thrown
+        into it (an operation that may repeat its request catches it)."""
+        send, execute = op.send, self.execute
         try:
+            request = send(None)
             while True:
-                reply = execute(send(reply))
+                try:
+                    reply = execute(request)
+                except TRANSIENT as exc:
+                    request = op.throw(exc)
+                else:
+                    request = send(reply)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
@@ -117,6 +124,9 @@ class SyncIO:
             return self._script(request)  # type: ignore[arg-type]
         if kind is Command:
             return self._command(request)  # type: ignore[arg-type]
+        if kind is Sleep:
+            time.sleep(request.seconds)  # type: ignore[union-attr]
+            return None
         return self._batch(request)  # type: ignore[arg-type]
 
     def _command(self, command: Command) -> Any:

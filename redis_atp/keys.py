@@ -16,7 +16,8 @@ key                             type    contents
                                         seq * S + shard (ids are never reused)
 ``atp:{NS}:config``             hash    settings recorded at the first registration, on every
                                         shard: ``serializer`` (msgpack or pickle),
-                                        ``max_queue_size`` (the limit, for every producer);
+                                        ``max_queue_size`` (the limit, for every producer),
+                                        ``max_events`` (the events stream's cap);
                                         shard 0: ``shards`` (absent: 1)
 ``atp:{NS}:queue``              list    ACCEPTED tasks, oldest first (``RPUSH``/``LPOP``): the
                                         task id, plus ``:<nq>`` from a task's second time in
@@ -70,6 +71,22 @@ key                             type    contents
                                         overlap, misfire, input as base64 of the serialized bytes)
 ``atp:{NS}:schedule_due``       zset    schedule name -> its next tick (ms); housekeeping reads it
 ``atp:{NS}:schedule_last``      hash    schedule name -> identifier of its last tick's task
+``atp:{NS}:type:<n>:finished``  zset    id -> time (ms) it ended, of each FINISHED task of the
+``atp:{NS}:type:<n>:failed``            type (FAILED: ``failed``): ``list_tasks`` reads them;
+                                        entries of expired tasks are dropped by housekeeping
+                                        and by the reads that meet them
+``atp:{NS}:type:<n>:parked``    list    queue entries of the type's ACCEPTED tasks taken out of
+                                        the queue while the type is paused; resuming puts them
+                                        back at the head of the queue
+``atp:{NS}:paused``             hash    ``all`` (the namespace is paused), ``t:<type>`` (that type
+                                        is), ``parked`` (tasks in parked lists); absent: nothing
+                                        paused (claims then pay nothing for pausing)
+``atp:{NS}:minute:<m>``         hash    per minute m (unix time // 60): ``finished failed`` runs
+                                        that ended in it, and housekeeping's samples ``ready
+                                        delayed live`` (queue and live tasks); kept 48 hours
+``atp:{NS}:events``             stream  one entry per status change (``task type ident status
+                                        msg``), capped near ``max_events`` (a ``config`` field,
+                                        default 10,000; 0: none written)
 ==============================  ======  ===================================================
 
 A task hash holds ``id type ident status input``, its log as ``log:<n>`` fields
@@ -78,7 +95,8 @@ while there is one), and, once dequeued, ``owner odig run token restarts`` (``ru
 counts claims; ``token`` is the current run's random fencing token, removed when the
 run is over other than by ending the task itself), ``nq`` (times re-queued),
 ``due`` (ms) while it is delayed, ``retries`` (retries used, apart from ``restarts``),
-``prio`` (its priority level, absent for 0),
+``prio`` (its priority level, absent for 0), ``parked`` (1 while its entry is in its
+type's parked list), ``cancelled`` (1 once cancelled, until re-run),
 plus ``response response_type mime`` once a response is stored. A finished task's
 hash carries the retention TTL; its id bucket lives as long as its longest-lived
 member (pinned while any member is live or kept forever).
@@ -93,13 +111,17 @@ from functools import lru_cache
 
 from .errors import InvalidInput
 
-__all__ = ["Keys", "IDS_PER_BUCKET", "DEFAULT_QUEUE_LIMIT", "check_text"]
+__all__ = ["Keys", "IDS_PER_BUCKET", "DEFAULT_QUEUE_LIMIT", "DEFAULT_MAX_EVENTS", "EVENT_MESSAGE_BYTES", "check_text"]
 
 #: Task ids per id-bucket hash (``atp:{NS}:ids:<id // 100>``); the Lua prelude gets it too.
 IDS_PER_BUCKET = 100
 #: The queue limit a namespace's first registration records (the seed's MAX_QUEUE_SIZE);
 #: the scripts apply it to a namespace that has none recorded.
 DEFAULT_QUEUE_LIMIT = 64
+#: The events stream's cap when the namespace sets none (``max_events``; 0 turns it off).
+DEFAULT_MAX_EVENTS = 10_000
+#: An event carries at most this many bytes of its log message (the log has all of it).
+EVENT_MESSAGE_BYTES = 200
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 #: Longest type name, identifier or server id, in UTF-8 bytes.
@@ -143,6 +165,7 @@ class Keys:
         "namespace", "shard", "prefix", "seq", "config", "queue", "queued", "delayed", "levels", "level_prefix",
         "wake", "types", "typeseq",
         "workers", "housekeeping", "retire_cursor", "schedules", "schedule_due", "schedule_last", "task_prefix",
+        "events", "paused", "minute_prefix",
         "ids_prefix", "type_prefix",
         "owned_prefix", "worker_prefix", "waiters", "waiting", "mailbox_prefix",
     )
@@ -171,6 +194,9 @@ class Keys:
         self.schedules = p + "schedules"
         self.schedule_due = p + "schedule_due"
         self.schedule_last = p + "schedule_last"
+        self.events = p + "events"
+        self.paused = p + "paused"
+        self.minute_prefix = p + "minute:"
         self.task_prefix = p + "t:"
         self.ids_prefix = p + "ids:"
         self.type_prefix = p + "type:"
@@ -217,6 +243,18 @@ class Keys:
         """The set of live tasks of the task type with this type number, by last change."""
         return f"{self.type_prefix}{number}:live"
 
+    def ended(self, number: int | str, status: int) -> str:
+        """The index of the type's FINISHED (5) or FAILED (6) tasks, by the time they ended."""
+        return f"{self.type_prefix}{number}:{'finished' if status == 5 else 'failed'}"
+
+    def minute(self, minute: int) -> str:
+        """The figures of one minute (``unix time // 60``): runs ended, queue samples."""
+        return f"{self.minute_prefix}{minute}"
+
+    def parked(self, number: int | str) -> str:
+        """The queue entries of the type's tasks set aside while the type is paused."""
+        return f"{self.type_prefix}{number}:parked"
+
     def owned(self, owner_digest: str) -> str:
         """The set of live task ids held by the owner with this digest."""
         return self.owned_prefix + owner_digest
@@ -240,4 +278,5 @@ class Keys:
     def script_extra_keys(self) -> list[str]:
         """``ARGV[9..]`` of every script: keys beyond ``KEYS[1..7]`` that every script may
         use, passed as arguments so that scripts' own ``KEYS[8..]`` keep their numbers."""
-        return [self.delayed, self.levels, self.level_prefix]
+        return [self.delayed, self.levels, self.level_prefix, self.config, self.events, self.paused,
+                self.minute_prefix]

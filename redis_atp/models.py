@@ -9,7 +9,7 @@ from typing import Any
 
 from .status import Status
 
-__all__ = ["TaskType", "Claim", "StartedTask", "Schedule", "LogRecord", "parse_record"]
+__all__ = ["TaskType", "Claim", "StartedTask", "Schedule", "TaskInfo", "Event", "LogRecord", "parse_record"]
 
 #: ``(time, (code, name), message)``, as ``getTaskLog`` returns them.
 LogRecord = tuple[datetime, tuple[Status, str], str]
@@ -80,6 +80,36 @@ class Schedule:
     next_run: datetime | None
     #: Identifier of the last tick's task, if any.
     last_task: str | None
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One task of a :meth:`~redis_atp.Tracker.list_tasks` page. Pass the last one of a
+    page as ``before=`` for the next page."""
+
+    task_id: int
+    type: str
+    identifier: str
+    #: ``(code, name)``, as ``getTaskStatus`` reports it.
+    status: tuple[Status, str]
+    #: The time of its last status change (UTC, ms precision): the list's order.
+    updated: datetime
+
+
+@dataclass(frozen=True)
+class Event:
+    """One status change from the events stream (:meth:`~redis_atp.Tracker.events`).
+    A deleted task's last event has status ``(0, "UNDEFINED")`` and message ``deleted``."""
+
+    #: Resume after this event with ``events(since=event.id)``.
+    id: str
+    task_id: int
+    type: str
+    identifier: str
+    status: tuple[Status, str]
+    time: datetime
+    #: The log record's message, cut to 200 bytes (the task's log has all of it).
+    message: str
 
 
 def parse_record(raw: bytes) -> LogRecord:

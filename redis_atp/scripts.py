@@ -3,7 +3,8 @@
 
 Each script is sent as: constants generated from Python (``S_<STATUS>`` from
 :class:`~redis_atp.Status`, ``E_<CODE>`` from :class:`~redis_atp.errors.Code`,
-``IDS_PER_BUCKET``), then ``_prelude.lua`` and ``_queue.lua``, then the script itself. A server
+``IDS_PER_BUCKET``, ...), then the shared helpers it uses (``_prelude.lua``,
+``_control.lua``, ``_queue.lua``), then the script itself. A server
 that lost its script cache (``SCRIPT FLUSH``, restart, failover) answers
 NOSCRIPT; the call is repeated as ``EVAL`` with the full source, which is safe
 because a NOSCRIPT call did nothing. ``EVAL`` goes where ``EVALSHA`` went (on a
@@ -20,17 +21,18 @@ from functools import cache
 from importlib.resources import files
 
 from .errors import Code
-from .keys import DEFAULT_QUEUE_LIMIT, IDS_PER_BUCKET
+from .keys import DEFAULT_MAX_EVENTS, DEFAULT_QUEUE_LIMIT, EVENT_MESSAGE_BYTES, IDS_PER_BUCKET
 from .status import Status
 
 __all__ = ["Script", "SCRIPT_NAMES", "script"]
 
 #: The helpers every script is sent with, in this order, after the constants.
-SHARED = ("_prelude", "_queue")
+SHARED = ("_prelude", "_control", "_queue", "_lists")
 SCRIPT_NAMES = (
     "register_type", "unregister_type", "enqueue", "dequeue", "start", "progress", "finish",
     "set_response", "reenqueue", "delete", "reap_zombies", "retire", "read_task", "release_owned",
     "advance", "take_handoff", "promote", "schedule_set", "schedule_next", "watch", "cancel",
+    "pause", "list", "requeue_failed", "trim_ended",
 )
 
 
@@ -39,6 +41,8 @@ def _constants() -> str:
     lines += [f"local E_{c.name} = {c.value}" for c in Code]
     lines.append(f"local IDS_PER_BUCKET = {IDS_PER_BUCKET}")
     lines.append(f"local DEFAULT_QUEUE_LIMIT = {DEFAULT_QUEUE_LIMIT}")
+    lines.append(f"local DEFAULT_MAX_EVENTS = {DEFAULT_MAX_EVENTS}")
+    lines.append(f"local EVENT_MESSAGE_BYTES = {EVENT_MESSAGE_BYTES}")
     return "\n".join(lines) + "\n"
 
 

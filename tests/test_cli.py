@@ -93,7 +93,7 @@ def test_info_text_and_json(cli: Any, real_tracker: Tracker, redis_url: str, tmp
     assert rows["TYPE"] == ["ACCEPTED", "SCHEDULED", "RUNNING", "PAUSED", "FINISHED*", "FAILED*"]
     assert rows["t"] == ["1", "1", "0", "0", "0", "0"]
     data = json.loads(cli("info", "--json").stdout)
-    assert data["queue"] == {"size": 1, "limit": 64, "ready": 1, "delayed": 0} and data["overdue"] == 1
+    assert data["queue"] == {"size": 1, "limit": 64, "ready": 1, "delayed": 0, "parked": 0} and data["overdue"] == 1
     assert data["types"]["t"]["scheduled"] == 1 and data["workers"] == []
     r = cli("zombies")
     assert r.returncode == 0 and "t::a" in r.stdout and "ACCEPTED" in r.stdout
@@ -353,7 +353,7 @@ def test_enqueue_with_a_delay_or_a_time_and_types_with_retries(cli: Any, real_tr
     r = cli("enqueue", "t", "d", "--delay", "1s", "--at", "2030-01-01")
     assert r.returncode == 2
     info = json.loads(cli("info", "--json").stdout)
-    assert info["queue"] == {"size": 2, "limit": 64, "ready": 0, "delayed": 2}
+    assert info["queue"] == {"size": 2, "limit": 64, "ready": 0, "delayed": 2, "parked": 0}
     assert "retries 0" in cli("show", "t", "a").stdout
 
 

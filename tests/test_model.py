@@ -84,6 +84,7 @@ class MTask:
     prio: int = 0
     ttl: bool = False  # ended under a positive timeret: its hash has a TTL
     gone: bool = False  # deleted, unregistered or expired
+    parked: bool = False  # ACCEPTED and set aside by a claim while its type is paused
 
     @property
     def live(self) -> bool:
@@ -121,6 +122,8 @@ class TrackerMachine(RuleBasedStateMachine):
         self.mailbox: dict[str, list[tuple[int, Any]]] = {o: [] for o in OWNERS}
         self.ids: list[int] = []  # every task id seen, deleted and expired ones too
         self.held: list[TaskStatus] = []  # every run handed out (claim, advance, take_handoff)
+        self.paused: set[str | None] = set()  # paused types; None: the namespace
+        self.parked: list[int] = []  # set aside by claims, in the order they met them
 
     def teardown(self) -> None:
         delete_namespace(self.client, self.ns)
@@ -148,6 +151,8 @@ class TrackerMachine(RuleBasedStateMachine):
         old = t.status
         if old == Status.ACCEPTED and new != Status.ACCEPTED and t.id in self.queue:
             self.queue.remove(t.id)
+        if old == Status.ACCEPTED and new != Status.ACCEPTED and t.parked:
+            self._unpark(t)
         if new != Status.ACCEPTED:
             t.delayed = False
         if old in LIVE and new not in LIVE:
@@ -162,9 +167,17 @@ class TrackerMachine(RuleBasedStateMachine):
         if new == Status.ACCEPTED and old != Status.ACCEPTED:
             self._offer(t)
 
+    def _is_paused(self, type_: str) -> bool:
+        return None in self.paused or type_ in self.paused
+
+    def _unpark(self, t: MTask) -> None:
+        t.parked = False
+        self.parked.remove(t.id)
+
     def _offer(self, t: MTask) -> None:
-        """A task that became ACCEPTED goes to the longest-waiting waiter, else the queue."""
-        if self.waiters:
+        """A task that became ACCEPTED goes to the longest-waiting waiter, else the queue;
+        nothing paused is handed to a waiter."""
+        if self.waiters and not self._is_paused(t.type):
             w = self.waiters.pop(0)
             event("hand-off")
             token = self.waiter_token.pop(w)
@@ -187,6 +200,8 @@ class TrackerMachine(RuleBasedStateMachine):
             event("retained task expired")
         if t.status == Status.ACCEPTED and t.id in self.queue:
             self.queue.remove(t.id)
+        if t.parked:
+            self._unpark(t)
         t.gone = True
 
     def _current_handoff(self, owner: str, tid: int, token: Any) -> MTask | None:
@@ -205,7 +220,10 @@ class TrackerMachine(RuleBasedStateMachine):
         while box:
             tid, token = box.pop(0)
             t = self._current_handoff(owner, tid, token)
-            if t is not None:
+            if t is not None and self._is_paused(t.type):
+                event("hand-off paused before it started")
+                self._to(t, Status.ACCEPTED)  # back to the queue, uncharged
+            elif t is not None:
                 self._to(t, Status.RUNNING)
                 return t
         return None
@@ -215,11 +233,16 @@ class TrackerMachine(RuleBasedStateMachine):
         return sorted(self.queue, key=lambda tid: -self.m[tid].prio)
 
     def _claim(self, owner: str, count: int, start: bool) -> list[MTask]:
-        out = []
-        while self.queue and len(out) < count:
+        out: list[MTask] = []
+        while self.queue and len(out) < count and None not in self.paused:
             tid = self._ordered_queue()[0]
             self.queue.remove(tid)
             t = self.m[tid]
+            if t.type in self.paused:
+                event("claim parks a task of a paused type")
+                t.parked = True
+                self.parked.append(tid)
+                continue
             t.status, t.owner, t.token = Status.SCHEDULED, owner, _Unknown()
             if start:
                 self._to(t, Status.RUNNING)
@@ -498,7 +521,7 @@ class TrackerMachine(RuleBasedStateMachine):
         if t is None:
             claimed = self._claim(owner, 1, start=True)
             t = claimed[0] if claimed else None
-        assert queued == len(self.queue)
+        assert queued == (0 if None in self.paused else len(self.queue))  # what can be claimed
         assert [s.task_id for s in started] == ([] if t is None else [t.id])
         if t is not None:
             st_ = started[0]
@@ -550,11 +573,54 @@ class TrackerMachine(RuleBasedStateMachine):
             self._register(type_)
         self._apply_recovered(reply, live, self._recover)
 
+    # ------------------------------------------------------------------ many tasks at once
+    @rule(type_=st.sampled_from((*TYPES, None)), pause=st.booleans())
+    def pause_queue(self, type_: str | None, pause: bool) -> None:
+        if pause:
+            self.tracker.pause_queue(type_)
+            self.paused.add(type_)
+            return
+        self.tracker.resume_queue(type_)
+        self.paused.discard(type_)
+        back = [tid for tid in self.parked if self.m[tid].type == type_]
+        for tid in back:
+            self._unpark(self.m[tid])
+        self.queue = back + self.queue  # at the head of the queue, in the order they were set aside
+
+    @rule(type_=st.sampled_from((*TYPES, None)))
+    def requeue_failed(self, type_: str | None) -> None:
+        """Re-runs what is FAILED now, type by type, oldest failure first (the order is read
+        from the index, ties of a millisecond in its member order); expired ones are gone."""
+        order = []
+        for name in [type_] if type_ else [n.decode() for n in self.client.hkeys(self.tracker.keys.types)]:
+            index = self.tracker.keys.ended(self._type_number(name), Status.FAILED)
+            order += [int(m) for m in self.client.zrange(index, 0, -1)]
+        failed = {t.id for t in self._present() if t.status == Status.FAILED and type_ in (None, t.type)}
+        assert failed <= set(order), f"failed {sorted(failed)}, indexed {order}"
+        done = self.tracker.requeue_failed(type_)
+        again = 0
+        for tid in order:
+            t = self._task(tid)
+            if t is None or t.status != Status.FAILED:
+                continue
+            try:
+                self.tracker.get_task_status(tid)
+            except TaskNotFound:
+                assert t.expiring
+                self._gone(t)
+                continue
+            t.restarts = t.retries = 0
+            t.token = None
+            self._to(t, Status.ACCEPTED)
+            again += 1
+        assert done == again, f"requeued {done}, the model {again}"
+
     # ------------------------------------------------------------------ types
     @rule(type_=st.sampled_from(TYPES), action=st.sampled_from(["retain", "keep forever", "unregister"]))
     def manage_type(self, type_: str, action: str) -> None:
         if action == "unregister":
             self.tracker.unregister_task_type(type_, force=True)
+            self.paused.discard(type_)  # its pause goes with it
             self._register(type_)
             for t in self.m.values():
                 if not t.gone and t.type == type_:
@@ -657,14 +723,40 @@ class TrackerMachine(RuleBasedStateMachine):
     def queue_and_wake(self) -> None:
         accepted = [t for t in self._present() if t.status == Status.ACCEPTED]
         ready, delayed = [t.id for t in accepted if not t.delayed], [t.id for t in accepted if t.delayed]
-        assert sorted(self.queue) == sorted(ready)
+        assert sorted(self.queue + self.parked) == sorted(ready)
         assert self.tracker.get_queue_size() == len(accepted)
-        assert self.tracker.get_queue_counts() == {"ready": len(ready), "delayed": len(delayed)}
+        parked = [t.id for t in accepted if t.parked]
+        assert self.tracker.get_queue_counts() == {"ready": len(ready) - len(parked), "delayed": len(delayed),
+                                                   "parked": len(parked)}
+        assert sorted(self.parked) == sorted(parked)
+        for name in TYPES:
+            listed = [e.decode() for e in self.client.lrange(self.tracker.keys.parked(self._type_number(name)), 0, -1)]
+            current = [self._entry(self.m[tid]) for tid in self.parked if self.m[tid].type == name]
+            assert [e for e in listed if e in current] == current  # (left-behind entries aside)
         assert self._live_queue() == self._ordered_queue()
         held = sorted(int(e.split(b":")[0]) for e in self.client.zrange(self.tracker.keys.delayed, 0, -1))
         assert held == sorted(delayed)
         wake = bool(self.client.exists(self.tracker.keys.wake))
-        assert wake >= bool(ready) and wake <= bool(ready or delayed)  # a delayed task's nudge may linger
+        claimable = bool(self.queue) and None not in self.paused
+        assert wake >= claimable and wake <= bool(self.queue or delayed)  # a delayed task's nudge may linger
+
+    @invariant()
+    def lists(self) -> None:
+        """list_tasks, per status and in all, shows exactly the tasks in that status (a
+        retained task may expire meanwhile), each once."""
+        for status in (Status.ACCEPTED, *LIVE, *TERMINAL):
+            want = {t.id for t in self._present() if t.status == status}
+            may_go = {t.id for t in self._present() if t.status == status and t.expiring}
+            got = [r.task_id for r in self.tracker.list_tasks(status=status, limit=1000)]
+            assert len(got) == len(set(got)) and want - may_go <= set(got) <= want, \
+                f"{status.name}: listed {sorted(got)}, model {sorted(want)}"
+        every = [r.task_id for r in self.tracker.list_tasks(limit=1000)]
+        assert len(every) == len(set(every)) and set(every) <= {t.id for t in self._present()}
+
+    def _entry(self, t: MTask) -> str:
+        """Task ``t``'s current queue entry (see ``queue_entry`` in _prelude.lua)."""
+        nq = self.client.hget(self.tracker.keys.task(Keys.task_digest(t.type.encode(), t.ident.encode())), "nq")
+        return str(t.id) if int(nq or 0) == 0 else f"{t.id}:{int(nq)}"
 
     @invariant()
     def owners(self) -> None:
@@ -706,7 +798,7 @@ def test_tracker_model(connect: Callable[[], Any], examples: int) -> None:
     _run(connect, examples)
 
 
-INVARIANTS = ("statuses", "task_fields", "counters_and_live_sets", "queue_and_wake", "owners")
+INVARIANTS = ("statuses", "task_fields", "counters_and_live_sets", "queue_and_wake", "lists", "owners")
 
 
 def _replay(connect: Callable[[], Any], steps: list[tuple[str, dict[str, Any]]]) -> None:

@@ -121,7 +121,7 @@ def test_a_queued_or_delayed_task_cancelled_never_runs(tracker: Tracker) -> None
     delayed = tracker.enqueue_task("t", "d", 0, delay=0.1)
     assert tracker.cancel_task(queued, "not needed") is True
     assert tracker.cancel_task(delayed) is True
-    assert tracker.get_queue_counts() == {"ready": 0, "delayed": 0}
+    assert tracker.get_queue_counts() == {"ready": 0, "delayed": 0, "parked": 0}
     time.sleep(0.15)
     with pytest.raises(QueueEmpty):
         tracker.claim("w")

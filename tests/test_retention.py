@@ -42,7 +42,8 @@ def test_nothing_expires_when_kept_forever(tracker: Tracker) -> None:
         tracker.enqueue_task(t, "x", 1)
         [run] = runs(tracker, "w")
         run.setFailure()
-    assert all(tracker.client.pttl(k) == -1 for k in namespace_keys(tracker.client, tracker.namespace))
+    assert all(tracker.client.pttl(k) == -1 for k in namespace_keys(tracker.client, tracker.namespace)
+               if b":minute:" not in k)  # the per-minute counts of runs expire after 48 hours
 
 
 def test_live_tasks_pin_their_id_bucket(tracker: Tracker) -> None:

@@ -30,13 +30,13 @@ def test_a_delayed_task_waits_apart_and_counts_in_the_queue(tracker: Tracker) ->
     tid = tracker.enqueue_task("t", "later", 1, delay=0.3)
     assert tracker.get_task_status(tid) == (Status.ACCEPTED, "ACCEPTED")
     assert tracker.get_queue_size() == 1
-    assert tracker.get_queue_counts() == {"ready": 0, "delayed": 1}
+    assert tracker.get_queue_counts() == {"ready": 0, "delayed": 1, "parked": 0}
     with pytest.raises(QueueEmpty):
         tracker.claim("w")  # never early
     assert tracker.describe_task(tid)["due_ms"] is not None
     time.sleep(0.35)
     [claim] = tracker.claim("w")  # the claim itself promotes it
-    assert claim.task_id == tid and tracker.get_queue_counts() == {"ready": 0, "delayed": 0}
+    assert claim.task_id == tid and tracker.get_queue_counts() == {"ready": 0, "delayed": 0, "parked": 0}
 
 
 def test_due_tasks_join_the_queue_in_due_order_behind_ready_ones(tracker: Tracker) -> None:
@@ -65,7 +65,7 @@ def test_eta_in_the_past_is_ready_and_in_the_future_is_held(tracker: Tracker) ->
     future = tracker.enqueue_task("t", "future", 0, eta=datetime.now(timezone.utc) + timedelta(hours=1))
     naive = tracker.enqueue_task("t", "naive", 0, eta=datetime.utcnow() + timedelta(hours=1))  # noqa: DTZ003
     epoch = tracker.enqueue_task("t", "epoch", 0, eta=time.time() + 3600)
-    assert tracker.get_queue_counts() == {"ready": 1, "delayed": 3}
+    assert tracker.get_queue_counts() == {"ready": 1, "delayed": 3, "parked": 0}
     assert [c.task_id for c in tracker.claim("w", count=4)] == [past]
     for tid in (future, naive, epoch):
         due = tracker.describe_task(tid)["due_ms"] / 1000
@@ -89,7 +89,7 @@ def test_reenqueue_makes_a_delayed_task_ready_now(tracker: Tracker) -> None:
     tracker.register_task_type("t", HANDLER)
     tid = tracker.enqueue_task("t", "x", 0, delay=3600)
     tracker.reenqueue_task(tid, "now, please")
-    assert tracker.get_queue_counts() == {"ready": 1, "delayed": 0}
+    assert tracker.get_queue_counts() == {"ready": 1, "delayed": 0, "parked": 0}
     assert [c.task_id for c in tracker.claim("w")] == [tid]
     assert _log(tracker, tid)[-2][1:] == ("ACCEPTED", "now, please")
 
@@ -99,7 +99,7 @@ def test_a_delayed_task_ended_by_hand_leaves_the_delayed_set(tracker: Tracker, h
     tracker.register_task_type("t", HANDLER)
     tid = tracker.enqueue_task("t", "x", 0, delay=0.1)
     {"delete": tracker.delete_task, "stop": tracker.stop_task_failure, "start": tracker.start_task}[how](tid)
-    assert tracker.get_queue_counts() == {"ready": 0, "delayed": 0} and tracker.get_queue_size() == 0
+    assert tracker.get_queue_counts() == {"ready": 0, "delayed": 0, "parked": 0} and tracker.get_queue_size() == 0
     time.sleep(0.15)
     with pytest.raises(QueueEmpty):
         tracker.claim("w")  # it never comes back
@@ -134,7 +134,7 @@ def test_promotion_is_exactly_once_under_concurrent_claimers(real_tracker: Track
     for th in threads:
         th.join()
     assert sorted(got) == sorted(ids)  # every one, once
-    assert t.get_queue_counts() == {"ready": 0, "delayed": 0}
+    assert t.get_queue_counts() == {"ready": 0, "delayed": 0, "parked": 0}
 
 
 @pytest.mark.real_redis
@@ -155,7 +155,7 @@ def test_a_hundred_thousand_due_at_once_promote_in_short_calls(real_tracker: Tra
                 or e["command"].startswith(b"EVAL")]
     finally:
         t.client.config_set("slowlog-log-slower-than", before)
-    assert moved == n and t.get_queue_counts() == {"ready": n, "delayed": 0}
+    assert moved == n and t.get_queue_counts() == {"ready": n, "delayed": 0, "parked": 0}
     assert slow == []
 
 

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from ..client import Tracker
 from ..keys import Keys
-from ..protocol import admin, schedules, tasks
+from ..protocol import admin, control, schedules, tasks
 from ..protocol.admin import Recovered, recovered
 
 __all__ = ["Fleet", "WorkerInfo", "Recovered", "slot_ids"]
@@ -157,8 +157,10 @@ class Fleet:
         dead = self.reap()
         for shard in range(self.tracker.shards):  # due tasks no claim has come for (all workers busy)
             self.run(admin.promote_due(self.ns, shard))
+            self.run(control.trim_ended(self.ns, shard))  # index entries of tasks that expired
         ticks = self.run(schedules.run_due(self.ns))
         zombies = self.run(admin.reap_zombies(self.ns, limit=ZOMBIES_PER_ROUND))
+        self.run(control.sample_minute(self.ns))
         retired = 0
         for shard, keys in enumerate(self.tracker.shard_keys):
             cursor = int(self.client.get(keys.retire_cursor) or 0)

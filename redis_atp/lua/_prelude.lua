@@ -11,6 +11,8 @@
 --   ARGV[9] delayed zset (ACCEPTED tasks not yet due: queue entry -> due time, ms)
 --   ARGV[10] levels zset (priority levels other than 0 whose list may hold entries)
 --   ARGV[11] prefix of a level's queue list (the list of level 0 is KEYS[2])
+--   ARGV[12] config hash  ARGV[13] events stream  ARGV[14] paused hash (see _control.lua)
+--   ARGV[15] prefix of the per-minute figures (see count_minute)
 --   (a shard's task ids are seq * S + i)  the script's own arguments: arg(1), arg(2), ...
 -- Keys of one task, type, bucket or owner are built here from those prefixes;
 -- all of them share the namespace's hash tag, so they live in the same slot.
@@ -20,7 +22,8 @@ local K_WAITERS, K_WAITING = KEYS[6], KEYS[7]
 local P_TASK, P_IDS, P_TYPE, P_OWNED, P_MAILBOX = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local LOG_CAP, SHARDS, SHARD = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local K_DELAYED, K_LEVELS, P_LEVEL = ARGV[9], ARGV[10], ARGV[11]
-local NARG = 11
+local K_CONFIG, K_EVENTS, K_PAUSED, P_MINUTE = ARGV[12], ARGV[13], ARGV[14], ARGV[15]
+local NARG = 15
 local function arg(i) return ARGV[NARG + i] end
 
 local COUNTER = {[S_ACCEPTED] = 'accepted', [S_SCHEDULED] = 'scheduled', [S_RUNNING] = 'running',
@@ -83,12 +86,12 @@ local function type_of(t) return load_type(t.type) or ORPHAN end
 -- The task stored under `key` if it is task `id`, else nil.
 local function load_task_at(id, key)
   local v = redis.call('HMGET', key, 'id', 'type', 'ident', 'status', 'run', 'odig', 'restarts', 'nlog', 'token',
-                      'nq', 'due', 'retries', 'prio', 'watch', 'cancelled')
+                      'nq', 'due', 'retries', 'prio', 'watch', 'cancelled', 'parked')
   if v[1] ~= istr(id) then return nil end
   return {id = tonumber(id), key = key, type = v[2], ident = v[3], status = tonumber(v[4]),
           run = tonumber(v[5] or '0'), odig = v[6], restarts = tonumber(v[7] or '0'),
           nlog = tonumber(v[8] or '1'), token = v[9], nq = tonumber(v[10] or '0'), due = tonumber(v[11]),
-          retries = tonumber(v[12] or '0'), prio = v[13], watch = v[14], cancelled = v[15]}
+          retries = tonumber(v[12] or '0'), prio = v[13], watch = v[14], cancelled = v[15], parked = v[16]}
 end
 
 -- Task `id` (a number or a decimal string), or nil when it does not exist.
@@ -120,25 +123,50 @@ local function unfence(t)
   end
 end
 
+-- What is paused (see pause.lua): {all = namespace paused, ['t:<type>'] = type paused,
+-- parked = tasks set aside in parked lists}; read once per call. With nothing paused
+-- the hash does not exist, and this costs one lookup of a missing key.
+local pause_state
+local function pause()
+  if not pause_state then
+    local flat = redis.call('HGETALL', K_PAUSED)
+    pause_state = {}
+    for i = 1, #flat, 2 do pause_state[flat[i]] = flat[i + 1] end
+    pause_state.parked = tonumber(pause_state.parked or '0')
+  end
+  return pause_state
+end
+
+-- Whether claims may not take tasks of type `name` (it, or the namespace, is paused).
+local function paused(name)
+  local p = pause()
+  return p.all ~= nil or p['t:' .. name] ~= nil
+end
+
 -- The queue size is the counter K_QUEUED, kept exact by every script: every ACCEPTED
--- task, ready (in the queue list) or delayed (in K_DELAYED until its due time). The
--- wake marker exists while ready tasks do; with none, the queue list goes (it holds
--- only entries of tasks that left it early, see unqueue), and at 0 the counter too.
--- Returns the new queue size and the ready part of it.
+-- task, ready (in a queue list), delayed (in K_DELAYED until its due time) or parked
+-- (set aside while its type is paused). The wake marker exists while claimable tasks
+-- do; with no ready task the queue lists go (they hold only entries of tasks that left
+-- early, see unqueue), and at 0 the counter too.
+-- Returns the new queue size and the claimable part of it (0 while the namespace is paused).
 local function queued_delta(n)
   local size = redis.call('INCRBY', K_QUEUED, n)
   if size <= 0 then
     redis.call('DEL', K_WAKE, K_QUEUE, K_QUEUED)
     return 0, 0
   end
-  local ready = size - redis.call('ZCARD', K_DELAYED)
-  if ready > 0 then
-    redis.call('ZADD', K_WAKE, 0, 'wake')
-  else
+  local p = pause()
+  local ready = size - redis.call('ZCARD', K_DELAYED) - p.parked
+  if ready <= 0 then
     redis.call('DEL', K_WAKE, K_QUEUE)
-    for _, p in ipairs(redis.call('ZRANGE', K_LEVELS, 0, -1)) do redis.call('DEL', P_LEVEL .. p) end
+    for _, l in ipairs(redis.call('ZRANGE', K_LEVELS, 0, -1)) do redis.call('DEL', P_LEVEL .. l) end
     redis.call('DEL', K_LEVELS)
+    return size, 0
+  elseif p.all then
+    redis.call('DEL', K_WAKE)
+    return size, 0
   end
+  redis.call('ZADD', K_WAKE, 0, 'wake')
   return size, ready
 end
 
@@ -149,9 +177,11 @@ local function queue_list(t)
   return P_LEVEL .. t.prio
 end
 
--- Ready tasks: ACCEPTED and not delayed.
+-- Claimable tasks: ACCEPTED, neither delayed nor parked, and the namespace not paused.
 local function ready_count()
-  return tonumber(redis.call('GET', K_QUEUED) or '0') - redis.call('ZCARD', K_DELAYED)
+  local p = pause()
+  if p.all then return 0 end
+  return tonumber(redis.call('GET', K_QUEUED) or '0') - redis.call('ZCARD', K_DELAYED) - p.parked
 end
 
 -- Milliseconds until the next delayed task is due (0: due now), or -1 with none.
@@ -178,6 +208,10 @@ local function unqueue(t)
     redis.call('ZREM', K_DELAYED, queue_entry(t))
     redis.call('HDEL', t.key, 'due')
     t.due = nil
+  elseif t.parked then  -- its parked entry stays behind too; resuming drops it
+    redis.call('HDEL', t.key, 'parked')
+    t.parked = nil
+    pause().parked = redis.call('HINCRBY', K_PAUSED, 'parked', -1)
   end
   queued_delta(-1)
 end
@@ -248,6 +282,9 @@ end
 
 local offer  -- defined below: a task that became ACCEPTED goes to a waiter or the queue
 local promote  -- defined below: due delayed tasks join the queue
+local emit  -- defined in _control.lua: an event for a status change
+local count_minute  -- defined in _control.lua: a run ended, counted in its minute
+local index_end  -- defined in _control.lua: a task enters or leaves its type's ended index
 
 -- Moves task `t` (of type `ty`) to status `new`, keeping every index in step:
 -- queue, live set, owner's set, per-type counters, retention TTLs and the log.
@@ -273,6 +310,10 @@ local function set_status(t, ty, new, now, msg, via, via_msg)
     if not (is_terminal(old) and is_terminal(new)) then redis.call('HINCRBY', ty.key, COUNTER[new], 1) end
   end
   append_log(t, new, now, msg, via, via_msg)
+  if via then emit(t, via, via_msg) end
+  emit(t, new, msg)
+  if ty.key and (is_terminal(new) or is_terminal(old)) then index_end(t, ty, old, new, now) end
+  if is_terminal(new) and not is_terminal(old) then count_minute(now, new) end
   if t.watch and is_terminal(new) then signal_end(t, new) end
   if is_terminal(new) then
     local was_pinned = not is_terminal(old) or redis.call('PTTL', t.key) == -1
@@ -302,6 +343,8 @@ local function forget(t)
     if t.odig then redis.call('SREM', P_OWNED .. t.odig, id) end
   end
   if ty.key and not is_terminal(t.status) then redis.call('HINCRBY', ty.key, COUNTER[t.status], -1) end
+  if ty.key and is_terminal(t.status) then index_end(t, ty, t.status, S_UNDEFINED, 0) end
+  emit(t, S_UNDEFINED, 'deleted')
   local pinned = not is_terminal(t.status) or redis.call('PTTL', t.key) == -1
   if t.watch then signal_end(t, S_UNDEFINED) end  -- deleted: its waiters look again, and learn it
   redis.call('DEL', t.key)

@@ -49,9 +49,14 @@ end
 -- Returns {id, token, [type, identifier, handler, input,] ...} and the queue size left.
 local function claim(owner, odig, count, msg, start_msg, token_base, data)
   local now = now_ms()
-  local extras = redis.call('EXISTS', K_DELAYED, K_LEVELS) > 0  -- delays or priorities in use: rarely
-  if extras then promote(now, PROMOTE_BATCH) end
-  local out, claimed, pops = {}, 0, 0
+  local extras = redis.call('EXISTS', K_DELAYED, K_LEVELS, K_PAUSED) > 0  -- delays, priorities, pauses: rarely
+  if not extras then
+    pause_state = {parked = 0}  -- known: nothing is paused
+  else
+    promote(now, PROMOTE_BATCH)
+    if pause().all then return {}, 0 end
+  end
+  local out, claimed, pops, parked = {}, 0, 0, 0
   local lists, k = extras and claim_order() or {K_QUEUE}, 1
   while claimed < count and pops < MAX_POPS and lists[k] do
     local entries = redis.call('LPOP', lists[k], math.min(count - claimed, MAX_POPS - pops))
@@ -65,16 +70,22 @@ local function claim(owner, odig, count, msg, start_msg, token_base, data)
       local id, nq = string.match(entry, '^(%d+):?(%d*)$')
       local t = id and load_task(id)
       if t and t.status == S_ACCEPTED and t.nq == (tonumber(nq) or 0) then
-        claimed = claimed + 1
-        for _, v in ipairs(take(t, type_of(t), owner, odig, now, msg, start_msg, istr(token_base + claimed - 1),
-                                data or start_msg ~= nil)) do
-          out[#out + 1] = v
+        local ty = type_of(t)
+        if extras and ty.key and type_paused(t.type) then
+          park(t, ty)
+          parked = parked + 1
+        else
+          claimed = claimed + 1
+          for _, v in ipairs(take(t, ty, owner, odig, now, msg, start_msg, istr(token_base + claimed - 1),
+                                  data or start_msg ~= nil)) do
+            out[#out + 1] = v
+          end
         end
       end
     end
   end
-  if claimed > 0 then
-    local _, ready = queued_delta(-claimed)
+  if claimed + parked > 0 then
+    local _, ready = queued_delta(0 - claimed)  -- not -claimed: Redis refuses "-0"
     return out, ready
   end
   return out, ready_count()
@@ -87,6 +98,7 @@ end
 -- the waiter's mailbox; the waiter starts it with take_mailbox, which checks that
 -- the claim is still current. Unsharded namespaces only.
 local function hand_off(t, ty, now)
+  if paused(t.type) then return false end
   while SHARDS == 1 do
     local odig = redis.call('LPOP', K_WAITERS)
     if not odig then return false end
@@ -181,7 +193,8 @@ end
 
 -- The task handed to owner `odig` whose claim is still current, from its mailbox:
 -- started (RUNNING) and returned as run_data; entries whose claim is gone (the task
--- deleted, recovered, put back or re-claimed meanwhile) are dropped. nil if none.
+-- deleted, recovered, put back or re-claimed meanwhile) are dropped, and a task whose
+-- type or namespace was paused since goes back to the queue, uncharged. nil if none.
 local function take_mailbox(odig, start_msg)
   local mailbox = P_MAILBOX .. odig
   while true do
@@ -190,8 +203,11 @@ local function take_mailbox(odig, start_msg)
     local t = handed_task(entry, odig)
     if t then
       local ty = type_of(t)
-      set_status(t, ty, S_RUNNING, now_ms(), start_msg)
-      return run_data(t, ty)
+      if not paused(t.type) then
+        set_status(t, ty, S_RUNNING, now_ms(), start_msg)
+        return run_data(t, ty)
+      end
+      set_status(t, ty, S_ACCEPTED, now_ms(), 'paused before it started: back to the queue')
     end
   end
 end

@@ -2,7 +2,7 @@
 -- live one's run is fenced out; either ends FAILED with "cancelled" in its log and is
 -- marked `cancelled`, so its run's next call is refused as TaskCancelled. A task that
 -- ended already is left alone.
--- KEYS[1..7], ARGV[1..11]: the common convention (_prelude.lua).
+-- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
 -- arg(1) task id  arg(2) message
 -- Returns 1 (cancelled), 0 (it had ended already), or E_TASK_NOT_FOUND.
 local t = load_task(arg(1))

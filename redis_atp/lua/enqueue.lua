@@ -2,8 +2,9 @@
 -- queue, each after its own size check against the namespace's limit; one call takes
 -- one task or many, each created whole or not at all. While idle workers wait, each
 -- new task is handed straight to one (see hand_off); a delayed one waits in the
--- delayed set until due (see promote), counted in the queue size and its limit.
--- KEYS[1..7], ARGV[1..9]: the common convention (_prelude.lua); also KEYS[8] the
+-- delayed set until due (see promote), counted in the queue size and its limit. Each
+-- new task is an ACCEPTED event.
+-- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua); also KEYS[8] the
 -- shard's config hash, whose max_queue_size (<= 0: no limit; absent: the seed's
 -- default) is the limit; sharded, a shard holds at most ceil(limit / shards).
 -- arg(1) number of tasks N  arg(2) the batch's delay, ms ('' = none)  arg(3) its due
@@ -44,25 +45,24 @@ for i = 1, n do
       redis.call('HSET', key, 'id', id, 'type', name, 'ident', ident, 'status', S_ACCEPTED,
                  'input', arg(base + 4), 'log:1', msg == '' and record or log_record(now, S_ACCEPTED, msg))
       local b = bucket_key(id)
-      if not buckets[b] then
-        buckets[b] = {}
-        bucket_order[#bucket_order + 1] = b
-      end
+      if not buckets[b] then buckets[b], bucket_order[#bucket_order + 1] = {}, b end
       local entries = buckets[b]
-      entries[#entries + 1] = id
-      entries[#entries + 1] = digest
+      entries[#entries + 1], entries[#entries + 2] = id, digest
       added[ty.key] = (added[ty.key] or 0) + 1
       out[i] = id
-      if waiters then
-        local t = {id = id, key = key, type = name, ident = ident, status = S_ACCEPTED, run = 0,
-                   restarts = 0, nlog = 1, nq = 0}
-        waiters = hand_off(t, ty, now)
+      local t = {id = id, key = key, type = name, ident = ident, status = S_ACCEPTED, run = 0,
+                 restarts = 0, nlog = 1, nq = 0}
+      emit(t, S_ACCEPTED, msg)
+      local handed = false
+      if waiters and not paused(name) then
+        handed = hand_off(t, ty, now)
+        waiters = handed  -- false: no waiter left
       end
       if prio then redis.call('HSET', key, 'prio', prio) end
       if delayed then
         redis.call('HSET', key, 'due', due, 'nq', 1)
         held[#held + 1], held[#held + 2], qlen = due, id .. ':1', qlen + 1
-      elseif not waiters then
+      elseif not handed then
         pushed[#pushed + 1] = id
         qlen = qlen + 1
       end

@@ -1,5 +1,5 @@
 -- register_type.lua: create a task type, or update the settings of an existing one.
--- KEYS[1..7], ARGV[1..9]: the common convention (_prelude.lua); also KEYS[8] typeseq.
+-- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua); also KEYS[8] typeseq.
 -- arg(1) name  arg(2) handler (dotted path)  arg(3) timeout s  arg(4) timeret s
 -- arg(5) maxrestart (>= 0)  arg(6) retries (>= 0)  arg(7) retry_delay s (>= 0)
 -- arg(8) retry_backoff (>= 1)  arg(9) retry_max_delay s (>= 0)  arg(10) hard_timeout s

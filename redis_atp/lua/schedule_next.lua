@@ -2,7 +2,7 @@
 -- is done with (its task created, or skipped), and only if no one moved it meanwhile:
 -- the housekeeping of several workers may look at the same tick; the task of a tick
 -- is created once because its identifier, "<name>@<tick>", is unique.
--- KEYS[1..7], ARGV[1..11]: the common convention (_prelude.lua); also KEYS[8] the
+-- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua); also KEYS[8] the
 -- schedules hash, KEYS[9] the schedule_due zset, KEYS[10] the schedule_last hash.
 -- arg(1) name  arg(2) the tick that was due, ms  arg(3) the next tick, ms
 -- arg(4) identifier of the task created for it ('' = none created)

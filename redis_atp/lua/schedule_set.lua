@@ -1,7 +1,7 @@
 -- schedule_set.lua: add, replace or remove a schedule (add_schedule, remove_schedule).
 -- Schedules live on shard 0: the spec (JSON, as the library wrote it), the next tick
 -- in a sorted set that housekeeping reads, and the identifier of the last tick's task.
--- KEYS[1..7], ARGV[1..11]: the common convention (_prelude.lua); also KEYS[8] the
+-- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua); also KEYS[8] the
 -- schedules hash, KEYS[9] the schedule_due zset, KEYS[10] the schedule_last hash.
 -- arg(1) name  arg(2) spec JSON ('' = remove)  arg(3) its first tick, ms (with a spec)
 -- Returns 1 if the schedule existed before, else 0; a malformed time is refused first.

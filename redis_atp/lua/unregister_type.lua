@@ -2,13 +2,14 @@
 -- first..last looking for tasks of the type; the step that reaches the last
 -- bucket in use (from the seq counter) removes the type itself, atomically with
 -- that final check, so no task enqueued meanwhile is missed.
--- KEYS[1..7], ARGV[1..9]: the common convention (_prelude.lua).
+-- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
 -- arg(1) type name  arg(2) force ('1': delete the type's tasks)  arg(3) first bucket
 -- arg(4) buckets to walk in this step  arg(5) '1': only check (a sharded namespace
 -- checks every shard before removing the type from any)
 -- Returns {0, next bucket, deleted} to continue, {1, 0, deleted} when the type is gone
 -- (or, checking, found unused), E_TYPE_NOT_FOUND, or E_TYPE_IN_USE (without force, a
--- task of the type exists).
+-- task of the type exists). The type's indexes and parked list go with it (UNLINK:
+-- freed off Redis's main thread), and so does its pause.
 local name, force = arg(1), arg(2) == '1'
 local ty = load_type(name)
 if not ty then return E_TYPE_NOT_FOUND end
@@ -38,5 +39,7 @@ end
 if first + step - 1 < last then return {0, first + step, deleted} end
 if arg(5) == '1' then return {1, 0, 0} end
 redis.call('HDEL', K_TYPES, name)
-redis.call('DEL', ty.key, ty.live)
+redis.call('UNLINK', ty.key, ty.live, ty.key .. ':finished', ty.key .. ':failed', ty.key .. ':parked')
+redis.call('HDEL', K_PAUSED, 't:' .. name)
+settle_pause()
 return {1, 0, deleted}

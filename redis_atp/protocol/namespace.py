@@ -46,12 +46,14 @@ class Namespace:
     def __init__(self, namespace: str = "atp", max_queue_size: int | None = None, *, shards: int = 1,
                  serializer: str = "msgpack", max_input_bytes: int = 1 << 20,
                  max_response_bytes: int = 16 << 20, max_log_records: int = 100,
-                 where: str = "", cluster: bool = False) -> None:
+                 max_events: int | None = None, where: str = "", cluster: bool = False) -> None:
         for name, value in (("max_input_bytes", max_input_bytes), ("max_response_bytes", max_response_bytes),
                             ("max_log_records", max_log_records), ("shards", shards)):
             _int_setting(name, value)
         if max_queue_size is not None:
             _int_setting("max_queue_size", max_queue_size)
+        if max_events is not None and _int_setting("max_events", max_events) < 0:
+            raise InvalidInput(f"max_events must be >= 0 (0: no events), not {max_events}")
         if max_log_records < 1 or max_input_bytes < 1 or max_response_bytes < 1 or not 1 <= shards <= 1024:
             raise InvalidInput("max_log_records, max_input_bytes and max_response_bytes must be positive, "
                                "and shards 1-1024")
@@ -67,6 +69,7 @@ class Namespace:
         self.cluster = cluster
         self.checked = False
         self._limit_to_set = max_queue_size
+        self._events_to_set = max_events
         self._rotation = 0
         self._heads: list[tuple[int, list[Any]]] = []
         for keys in self.shard_keys:
@@ -148,10 +151,16 @@ class Namespace:
         self.checked = True
         if self._limit_to_set is not None:
             yield self.set_limit(self._limit_to_set)
+        if self._events_to_set is not None:
+            yield self.set_max_events(self._events_to_set)
 
     def set_limit(self, limit: int) -> Batch:
         """Set the namespace's queue limit on every shard."""
         return Batch([Command("HSET", keys.config, "max_queue_size", limit) for keys in self.shard_keys])
+
+    def set_max_events(self, cap: int) -> Batch:
+        """Set the cap of the namespace's events stream on every shard (0: no events)."""
+        return Batch([Command("HSET", keys.config, "max_events", cap) for keys in self.shard_keys])
 
 
 def _warn_if_evicting(reply: Any) -> None:

@@ -20,6 +20,7 @@ __all__ = ["COUNTS", "read", "read_by_identifier", "get_task_info", "get_task_id
            "get_task_status_by_identifier", "get_task_id",
            "is_cancelled", "get_task_input", "get_task_type", "list_task_types",
            "get_queue_size", "get_queue_counts", "get_max_queue_size", "get_task_response", "get_task_log",
+           "get_task_response_by_id", "get_task_log_by_id",
            "describe_task", "count_overdue", "last_task_id", "shard_stats"]
 
 COUNTS = ("accepted", "scheduled", "running", "paused", "finished_total", "failed_total")
@@ -111,10 +112,11 @@ def get_queue_size(ns: Namespace) -> Op[int]:
 def get_queue_counts(ns: Namespace) -> Op[dict[str, int]]:
     if not ns.checked:
         yield from ns.check()
-    replies = yield Batch([c for keys in ns.shard_keys for c in (Command("GET", keys.queued),
-                                                                 Command("ZCARD", keys.delayed))])
-    total, delayed = sum(int(r or 0) for r in replies[::2]), sum(int(r) for r in replies[1::2])
-    return {"ready": total - delayed, "delayed": delayed}
+    replies = yield Batch([c for keys in ns.shard_keys for c in (
+        Command("GET", keys.queued), Command("ZCARD", keys.delayed), Command("HGET", keys.paused, "parked"))])
+    total, delayed = sum(int(r or 0) for r in replies[::3]), sum(int(r) for r in replies[1::3])
+    parked = sum(int(r or 0) for r in replies[2::3])
+    return {"ready": total - delayed - parked, "delayed": delayed, "parked": parked}
 
 
 def get_max_queue_size(ns: Namespace) -> Op[int]:
@@ -127,6 +129,15 @@ def get_max_queue_size(ns: Namespace) -> Op[int]:
 def get_task_response(ns: Namespace, type: str, identifier: str) -> Op[tuple[str | bytes | None, str | None]]:
     raw, kind, mime = yield from read_by_identifier(ns, type, identifier, "response")
     return (unpack_response(raw, kind), None if mime is None else text(mime))
+
+
+def get_task_response_by_id(ns: Namespace, task_id: int) -> Op[tuple[str | bytes | None, str | None]]:
+    raw, kind, mime = yield from read(ns, task_id, "response")
+    return (unpack_response(raw, kind), None if mime is None else text(mime))
+
+
+def get_task_log_by_id(ns: Namespace, task_id: int) -> Op[list[LogRecord]]:
+    return [parse_record(r) for r in (yield from read(ns, task_id, "log")) if r]
 
 
 def get_task_log(ns: Namespace, type: str, identifier: str) -> Op[list[LogRecord]]:

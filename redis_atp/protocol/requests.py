@@ -3,20 +3,25 @@
 An operation of the core is a generator (``Op[T]``): it validates its arguments,
 then yields requests and receives their replies, and returns its result or
 raises. The faces (:class:`~redis_atp.Tracker`, :class:`~redis_atp.aio.AsyncTracker`)
-drive it over their connection, one request at a time; a request is never
-retried by the core, because a state change whose reply was lost may have run.
+drive it over their connection, one request at a time, and throw a connection
+error into it; a state change is never retried, because one whose reply was lost
+may have run, but waits and reads may ride out an outage (:class:`Reconnect`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator, Sequence
 from typing import Any, TypeVar
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import ConnectionError, NoScriptError, TimeoutError
 
 from ..scripts import Script
 
-__all__ = ["Command", "ScriptCall", "Batch", "BatchRounds", "Request", "Op"]
+__all__ = ["Command", "ScriptCall", "Batch", "Sleep", "BatchRounds", "Request", "Op", "Reconnect", "TRANSIENT"]
+
+#: The errors the faces throw into an operation: the connection failed or timed out.
+TRANSIENT = (ConnectionError, TimeoutError)
 
 T = TypeVar("T")
 
@@ -66,7 +71,41 @@ class Batch:
         return f"Batch({len(self.requests)} requests)"
 
 
-Request = Command | ScriptCall | Batch
+class Sleep:
+    """Wait ``seconds`` before the next request (a backoff); the reply is None."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+class Reconnect:
+    """The backoff of an operation whose requests are safe to repeat (a wait, a read):
+    the faces throw a connection error into the operation, which answers with
+    ``yield reconnect.after(exc)`` and repeats its request; after ``patience`` seconds
+    of failures in a row the error is raised."""
+
+    __slots__ = ("patience", "since", "delay")
+
+    def __init__(self, patience: float = 30.0) -> None:
+        self.patience = patience
+        self.since: float | None = None
+        self.delay = 0.05
+
+    def after(self, exc: BaseException) -> Sleep:
+        now = time.monotonic()
+        self.since = self.since or now
+        if now - self.since > self.patience:
+            raise exc
+        delay, self.delay = self.delay, min(1.0, self.delay * 2)
+        return Sleep(delay)
+
+    def ok(self) -> None:
+        self.since, self.delay = None, 0.05
+
+
+Request = Command | ScriptCall | Batch | Sleep
 #: An operation: yields requests, is sent their replies, returns its result.
 Op = Generator[Request, Any, T]
 

@@ -16,7 +16,7 @@ from ..models import Claim
 from ..serialization import pack_response
 from ..status import Status
 from .namespace import Namespace, text, token_base
-from .requests import Batch, Command, Op, ScriptCall
+from .requests import TRANSIENT, Batch, Command, Op, Reconnect, ScriptCall
 
 __all__ = ["call", "checked", "enqueue_task", "enqueue_many", "reenqueue_task", "dequeue", "dequeue_task", "claim",
            "start_task", "finish", "wait_for_work", "wait_task",
@@ -221,15 +221,20 @@ def wait_task(ns: Namespace, task_id: int, timeout: float | None = None) -> Op[t
     if timeout is not None:
         validate.seconds("timeout", timeout)
     deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+    reconnect = Reconnect()
     while True:
-        reply = yield from checked(ns, f"task {tid}", ns.call("watch", tid, shard=ns.shard_of_id(tid)))
-        if int(reply[1]):
-            return Status(int(reply[0])).pair()
-        remaining = WAIT_SLICE if deadline is None else deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"task {tid} did not end within {timeout} s (it is {Status(int(reply[0])).name})")
-        done = reply[2]
-        yield Command("BLMOVE", done, done, "RIGHT", "LEFT", f"{max(0.001, min(remaining, WAIT_SLICE)):.3f}")
+        try:  # the look and the wait are safe to repeat: a connection blip is ridden out
+            reply = yield from checked(ns, f"task {tid}", ns.call("watch", tid, shard=ns.shard_of_id(tid)))
+            if int(reply[1]):
+                return Status(int(reply[0])).pair()
+            remaining = WAIT_SLICE if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"task {tid} did not end within {timeout} s (it is {Status(int(reply[0])).name})")
+            done = reply[2]
+            yield Command("BLMOVE", done, done, "RIGHT", "LEFT", f"{max(0.001, min(remaining, WAIT_SLICE)):.3f}")
+            reconnect.ok()
+        except TRANSIENT as exc:
+            yield reconnect.after(exc)
 
 
 def cancel_task(ns: Namespace, task_id: int, message: str = "") -> Op[bool]:

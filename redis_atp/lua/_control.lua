@@ -1,0 +1,76 @@
+-- _control.lua: what the control features add to every status change, prepended after
+-- _prelude.lua: the events stream, per-minute counts, the per-type indexes of ended
+-- tasks, and pausing.
+
+-- Events: every status change appends {task, type, ident, status, msg} to K_EVENTS,
+-- capped near the namespace's max_events (config; absent: DEFAULT_MAX_EVENTS; 0: off,
+-- and nothing is written). Read once per call. The entry id's time is the event's time.
+local events_cap
+emit = function(t, code, msg)
+  if not events_cap then
+    events_cap = tonumber(redis.call('HGET', K_CONFIG, 'max_events') or DEFAULT_MAX_EVENTS) or DEFAULT_MAX_EVENTS
+  end
+  if events_cap <= 0 then return end
+  if #msg > EVENT_MESSAGE_BYTES then msg = string.sub(msg, 1, EVENT_MESSAGE_BYTES) end
+  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', events_cap, '*', 'task', istr(t.id), 'type', t.type,
+             'ident', t.ident, 'status', code, 'msg', msg)
+end
+
+-- Runs that ended FINISHED or FAILED, per minute (the dashboard's throughput), kept 48 h.
+count_minute = function(now, code)
+  local key = P_MINUTE .. istr(math.floor(now / 60000))
+  redis.call('HINCRBY', key, code == S_FINISHED and 'finished' or 'failed', 1)
+  redis.call('PEXPIRE', key, 172800000)
+end
+
+-- The index of a type's FINISHED or FAILED tasks: id -> time it ended (ms).
+local function ended_key(ty, code)
+  return ty.key .. (code == S_FINISHED and ':finished' or ':failed')
+end
+
+-- Task `t` of type `ty` goes from status `old` to `new` (S_UNDEFINED: deleted) at `now`:
+-- it leaves the ended index of `old` and joins that of `new`, when they are terminal.
+index_end = function(t, ty, old, new, now)
+  local id = istr(t.id)
+  if is_terminal(old) and old ~= new then redis.call('ZREM', ended_key(ty, old), id) end
+  if is_terminal(new) then redis.call('ZADD', ended_key(ty, new), now, id) end
+end
+
+-- Whether type `name` itself is paused (its tasks are parked, not queued).
+local function type_paused(name)
+  return pause()['t:' .. name] ~= nil
+end
+
+-- Task `t` (ACCEPTED, just taken off the queue by a claim) is set aside in its type's
+-- parked list while the type is paused, in the order claims meet them; it still counts
+-- in the queue size. pause.lua's resume puts it back at the head of the queue.
+local function park(t, ty)
+  redis.call('RPUSH', ty.key .. ':parked', queue_entry(t))
+  redis.call('HSET', t.key, 'parked', 1)
+  t.parked = '1'
+  pause().parked = redis.call('HINCRBY', K_PAUSED, 'parked', 1)
+end
+
+-- With nothing paused and nothing parked, the paused hash goes, so claims skip pausing.
+local function settle_pause()
+  pause_state = nil
+  if pause().parked <= 0 and redis.call('HLEN', K_PAUSED) == redis.call('HEXISTS', K_PAUSED, 'parked') then
+    redis.call('DEL', K_PAUSED)
+    pause_state = {parked = 0}
+  end
+end
+
+-- Wakes up to `n` idle workers (an empty mailbox entry each: they step again and claim).
+local function wake_waiters(n)
+  if n <= 0 then return end
+  for _, odig in ipairs(redis.call('LRANGE', K_WAITERS, 0, n - 1)) do
+    redis.call('RPUSH', P_MAILBOX .. odig, '')
+  end
+end
+
+-- The time (ms) of task `t`'s last status change: that of its last log record.
+local function changed_at(t)
+  local rec = redis.call('HGET', t.key, 'log:' .. t.nlog) or ''
+  local s, ms = string.match(rec, '^(%d+)%.(%d+) ')
+  return s and tonumber(s) * 1000 + tonumber(ms) or 0
+end
