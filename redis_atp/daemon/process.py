@@ -85,6 +85,7 @@ class WorkerProcess:
         self.running: dict[str, StartedTask] = {}  # owner -> the task its sync handler runs
         self.started_at: dict[int, float] = {}  # task id -> when its handler started (monotonic)
         self.cancelled_at: dict[int, float] = {}  # task id -> when this process saw it cancelled
+        self._cancels = -1  # the namespace's cancel counter when this process last looked at its runs
         self._hard: dict[str, tuple[float | None, float]] = {}  # type -> (hard_timeout, when read)
 
     def run(self) -> int:
@@ -129,7 +130,8 @@ class WorkerProcess:
         return True
 
     def _watch_runs(self) -> None:
-        """Once a second while busy: stop a handler whose task was cancelled and did not
+        """Once a second while busy (one read of the namespace's cancel counter, and of its
+        runs' flags only when that moved): stop a handler whose task was cancelled and did not
         stop on its own within ``cancel_grace``, or whose run passed its type's
         ``hard_timeout`` (that task is first recovered as a time-out, against
         ``maxrestart``). An async handler is cancelled on its loop; for a sync one (a
@@ -143,7 +145,12 @@ class WorkerProcess:
         if not runs:
             return
         try:
-            flags = self.tracker.io.run(task_ops.cancelled_flags(self.tracker.ns, [t for _, t in runs.values()]))
+            cancels = self.tracker.io.run(task_ops.cancels(self.tracker.ns))
+            if cancels != self._cancels or self.cancelled_at:  # someone cancelled a live task: whose?
+                flags = self.tracker.io.run(task_ops.cancelled_flags(self.tracker.ns, [t for _, t in runs.values()]))
+                self._cancels = cancels
+            else:
+                flags = [False] * len(runs)
             limits = [self._hard_timeout(t.type) for _, t in runs.values()]
         except redis.RedisError:
             return  # the next look will tell

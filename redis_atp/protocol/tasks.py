@@ -20,7 +20,7 @@ from .requests import TRANSIENT, Batch, Command, Op, Reconnect, ScriptCall
 
 __all__ = ["call", "checked", "enqueue_task", "enqueue_many", "reenqueue_task", "dequeue", "dequeue_task", "claim",
            "start_task", "finish", "wait_for_work", "wait_task",
-           "cancel_task", "cancelled_flags", "progress", "set_task_response", "delete_task",
+           "cancel_task", "cancels", "cancelled_flags", "progress", "set_task_response", "delete_task",
            "delete_task_by_identifier", "CLUSTER_WAIT_SLICE"]
 
 #: On a Redis Cluster an idle consumer of a sharded namespace blocks on one shard at a time.
@@ -241,6 +241,12 @@ def cancel_task(ns: Namespace, task_id: int, message: str = "") -> Op[bool]:
     tid = validate.task_id(task_id)
     return bool((yield from checked(ns, f"task {tid}", ns.call("cancel", tid, validate.message(message),
                                                                shard=ns.shard_of_id(tid)))))
+
+
+def cancels(ns: Namespace) -> Op[int]:
+    """How many live tasks were ever cancelled in the namespace (the shards' ``cancels``
+    counters): a worker looks at its runs' flags only when this moved."""
+    return sum(int(n or 0) for n in (yield ns.each_shard("HGET", "cancels", key="config")))
 
 
 def cancelled_flags(ns: Namespace, started: Sequence[Any]) -> Op[list[bool]]:
