@@ -53,6 +53,7 @@ def _read(name: str) -> str:
 _FUNCTION = re.compile(r"^(?:local function (\w+)\b|(\w+) = function\b)")
 _WORD = re.compile(r"\b[A-Za-z_]\w*\b")
 _COMMENT = re.compile(r"--.*$", re.M)
+_DECLARATION = re.compile(r"^local \w+\s*$", re.M)  # a forward declaration names, it does not use
 
 
 def _words(code: str) -> set[str]:
@@ -92,7 +93,7 @@ def _needed(shared: list[tuple[str | None, str]], body: str) -> str:
     want = _words(body) & defined.keys()
     for name, text in shared:
         if name is None:
-            want |= _words(text) & defined.keys()
+            want |= _words(_DECLARATION.sub("", _COMMENT.sub("", text))) & defined.keys()
     todo = list(want)
     while todo:
         for w in _words(defined[todo.pop()]) & defined.keys():

@@ -5,6 +5,8 @@
 -- Events: every status change appends {task, type, ident, status, msg} to K_EVENTS,
 -- capped near the namespace's max_events (config; absent: DEFAULT_MAX_EVENTS; 0: off,
 -- and nothing is written). Read once per call. The entry id's time is the event's time.
+-- The stream is trimmed by the first event of each millisecond (id '<ms>-0'): at most
+-- a millisecond's events over the cap, and a burst pays for one trim, not one each.
 local events_cap
 emit = function(t, code, msg)
   if not events_cap then
@@ -12,15 +14,17 @@ emit = function(t, code, msg)
   end
   if events_cap <= 0 then return end
   if #msg > EVENT_MESSAGE_BYTES then msg = string.sub(msg, 1, EVENT_MESSAGE_BYTES) end
-  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', events_cap, '*', 'task', istr(t.id), 'type', t.type,
-             'ident', t.ident, 'status', code, 'msg', msg)
+  local id = redis.call('XADD', K_EVENTS, '*', 'task', istr(t.id), 'type', t.type, 'ident', t.ident,
+                        'status', code, 'msg', msg)
+  if string.sub(id, -2) == '-0' then redis.call('XTRIM', K_EVENTS, 'MAXLEN', '~', events_cap) end
 end
 
 -- Runs that ended FINISHED or FAILED, per minute (the dashboard's throughput), kept 48 h.
 count_minute = function(now, code)
   local key = P_MINUTE .. istr(math.floor(now / 60000))
-  redis.call('HINCRBY', key, code == S_FINISHED and 'finished' or 'failed', 1)
-  redis.call('PEXPIRE', key, 172800000)
+  if redis.call('HINCRBY', key, code == S_FINISHED and 'finished' or 'failed', 1) == 1 then
+    redis.call('PEXPIRE', key, 172800000)  -- the key's first count (or its field's: one more is harmless)
+  end
 end
 
 -- The index of a type's FINISHED or FAILED tasks: id -> time it ended (ms).

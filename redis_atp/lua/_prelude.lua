@@ -310,8 +310,7 @@ local function set_status(t, ty, new, now, msg, via, via_msg)
     if not (is_terminal(old) and is_terminal(new)) then redis.call('HINCRBY', ty.key, COUNTER[new], 1) end
   end
   append_log(t, new, now, msg, via, via_msg)
-  if via then emit(t, via, via_msg) end
-  emit(t, new, msg)
+  emit(t, new, msg)  -- one event, also for a claim that starts its task (passing SCHEDULED)
   if ty.key and (is_terminal(new) or is_terminal(old)) then index_end(t, ty, old, new, now) end
   if is_terminal(new) and not is_terminal(old) then count_minute(now, new) end
   if t.watch and is_terminal(new) then signal_end(t, new) end
