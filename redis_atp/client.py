@@ -169,8 +169,11 @@ class Tracker(TrackerBase):
         message)``. Each task is checked and created on its own, with the same
         guarantees as :meth:`enqueue_task`; the result has, per task in order, its
         new id or the error that refused it (:class:`QueueFull`, :class:`DuplicateTask`,
-        :class:`TaskTypeNotFound`): check them. Every input is validated before anything
-        is sent: one bad input raises :class:`InvalidInput` and nothing is written.
+        :class:`TaskTypeNotFound`, :class:`InvalidInput` for a bad identifier or an input
+        that cannot be stored: nothing of that task is written): check them. The calls
+        are streamed on one connection: Redis stores chunk n while the client encodes
+        chunk n+1. An item that is not a 3- or 4-tuple raises :class:`InvalidInput`
+        before anything is sent.
         """
         return self.io.run(task_ops.enqueue_many(self.ns, tasks, chunk, delay, eta, priority))
 

@@ -6,13 +6,14 @@ change whose reply was lost may have run and is never sent again blindly."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 
-from .protocol.requests import TRANSIENT, Batch, BatchRounds, Command, Op, Request, ScriptCall, Sleep
+from .protocol.requests import TRANSIENT, Batch, BatchRounds, Command, Op, Request, ScriptCall, Sleep, command_of
 
 __all__ = ["AsyncIO"]
 
@@ -72,9 +73,45 @@ class AsyncIO:
             return await self._send(("EVAL", call.script.source, *call.argv), None)
 
     async def _batch(self, batch: Batch) -> list[Any]:
+        if not isinstance(batch.requests, Sequence):
+            if self._pool is not None:
+                return await self._stream(batch.requests)
+            batch = Batch(list(batch.requests))
         rounds = BatchRounds(batch)
         if self._cluster and any(type(r) is ScriptCall for r in batch.requests):
             rounds.absorb([await self._quiet(r) for r in batch.requests])  # see SyncIO._batch
+        return await self._rest(rounds)
+
+    async def _stream(self, requests: Iterable[Command | ScriptCall]) -> list[Any]:
+        """A streamed :class:`Batch` (see ``SyncIO._stream``): each request written as
+        soon as it is produced, the replies read at the end."""
+        pool = self._pool
+        assert pool is not None
+        conn = await pool.get_connection()
+        sent: list[Command | ScriptCall] = []
+        replies: list[Any] = []
+        try:
+            try:
+                for request in requests:
+                    await conn.send_packed_command(conn.pack_command(*command_of(request)), check_health=False)
+                    sent.append(request)
+            finally:  # whatever was sent is answered, even if producing the next request failed
+                for _ in sent:
+                    try:
+                        replies.append(await conn.read_response())
+                    except ResponseError as exc:
+                        replies.append(exc)
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(conn)
+        rounds = BatchRounds(Batch(sent))
+        rounds.absorb(replies)
+        return await self._rest(rounds)
+
+    async def _rest(self, rounds: BatchRounds) -> list[Any]:
+        """The rounds of a batch that are left, pipelined (and NOSCRIPT ones again as ``EVAL``)."""
         while rounds.pending:
             pipe = self.client.pipeline(transaction=False)
             for args in rounds.commands():

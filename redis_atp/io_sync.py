@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from redis import Redis
@@ -21,7 +21,7 @@ from redis.client import Pipeline
 from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError, NoScriptError, RedisClusterException, ResponseError
 
-from .protocol.requests import TRANSIENT, Batch, BatchRounds, Command, Op, Request, ScriptCall, Sleep
+from .protocol.requests import TRANSIENT, Batch, BatchRounds, Command, Op, Request, ScriptCall, Sleep, command_of
 
 _pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
@@ -144,22 +144,57 @@ class SyncIO:
             return self._send(("EVAL", call.script.source, *call.argv), None)
 
     def _batch(self, batch: Batch) -> list[Any]:
+        if not isinstance(batch.requests, Sequence):
+            if self._pool is not None:
+                return self._stream(batch.requests)
+            batch = Batch(list(batch.requests))
         rounds = BatchRounds(batch)
         if self._cluster and any(type(r) is ScriptCall for r in batch.requests):
             # a cluster pipeline looks an EVALSHA's keys up on its default node: one by one
             rounds.absorb([self._quiet(r) for r in batch.requests])
-        while rounds.pending:
-            pipe = self.client.pipeline(transaction=False)
-            for args in rounds.commands():
-                pipe.execute_command(*args)
-            rounds.absorb(pipe.execute(raise_on_error=False))
-        return rounds.result()
+        return self._rest(rounds)
 
     def _quiet(self, request: Command | ScriptCall) -> Any:
         try:
             return self.execute(request)
         except ResponseError as exc:
             return exc
+
+    def _stream(self, requests: Iterable[Command | ScriptCall]) -> list[Any]:
+        """A streamed :class:`Batch`: each request is written as soon as it is produced
+        (Redis runs it while the next is built), the replies are read at the end; scripts
+        the server did not know (NOSCRIPT: they did nothing) go again as ``EVAL``."""
+        lease = self._lease()
+        conn, sent, replies = lease.conn, [], []
+        try:
+            try:
+                for request in requests:
+                    args = command_of(request)
+                    conn.send_packed_command([_pack(args)] if _pack is not None else conn.pack_command(*args),
+                                             check_health=False)
+                    sent.append(request)
+            finally:  # whatever was sent is answered, even if producing the next request failed
+                for _ in sent:
+                    try:
+                        replies.append(conn.read_response())
+                    except ResponseError as exc:
+                        replies.append(exc)
+            lease.used = time.monotonic()
+        except BaseException:
+            self._broken(lease)
+            raise
+        rounds = BatchRounds(Batch(sent))
+        rounds.absorb(replies)
+        return self._rest(rounds)
+
+    def _rest(self, rounds: BatchRounds) -> list[Any]:
+        """The rounds of a batch that are left, pipelined (and NOSCRIPT ones again as ``EVAL``)."""
+        while rounds.pending:
+            pipe = self.client.pipeline(transaction=False)
+            for args in rounds.commands():
+                pipe.execute_command(*args)
+            rounds.absorb(pipe.execute(raise_on_error=False))
+        return rounds.result()
 
     # ------------------------------------------------------------------ held connections
     def _lease(self) -> _Lease:

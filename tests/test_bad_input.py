@@ -70,9 +70,12 @@ def test_unencodable_input_is_refused(tracker: Tracker, value: Any) -> None:
     before = _snapshot(tracker)
     with pytest.raises(InvalidInput, match="msgpack"):
         tracker.enqueue_task("t", "x", value)
-    with pytest.raises(InvalidInput):
-        tracker.enqueue_many([("t", "ok", 1), ("t", "bad", value)])
     assert _snapshot(tracker) == before
+    ok, bad = tracker.enqueue_many([("t", "ok", 1), ("t", "bad", value)])  # each task on its own
+    assert isinstance(ok, int) and isinstance(bad, InvalidInput) and "msgpack" in str(bad)
+    with pytest.raises(TaskNotFound):
+        tracker.get_task_id("t", "bad")  # nothing of the bad task was written
+    assert tracker.get_queue_size() == 1
 
 
 def test_refusals_write_nothing(tracker: Tracker) -> None:

@@ -11,14 +11,15 @@ may have run, but waits and reads may ride out an outage (:class:`Reconnect`).
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from typing import Any, TypeVar
 
 from redis.exceptions import ConnectionError, NoScriptError, TimeoutError
 
 from ..scripts import Script
 
-__all__ = ["Command", "ScriptCall", "Batch", "Sleep", "BatchRounds", "Request", "Op", "Reconnect", "TRANSIENT"]
+__all__ = ["Command", "ScriptCall", "Batch", "Sleep", "BatchRounds", "Request", "Op", "Reconnect", "TRANSIENT",
+           "command_of"]
 
 #: The errors the faces throw into an operation: the connection failed or timed out.
 TRANSIENT = (ConnectionError, TimeoutError)
@@ -60,15 +61,20 @@ class ScriptCall:
 
 class Batch:
     """Requests pipelined in one round trip (not a transaction). The reply is the list
-    of their replies in order; once every one has run, the first error is raised."""
+    of their replies in order; once every one has run, the first error is raised.
+
+    ``requests`` may be an iterator: the executor then sends each request as soon as it
+    is produced, before producing the next, so that Redis runs one while the client
+    builds the next (a bulk enqueue encodes chunk n+1 while Redis stores chunk n)."""
 
     __slots__ = ("requests",)
 
-    def __init__(self, requests: Sequence[Command | ScriptCall]) -> None:
+    def __init__(self, requests: Iterable[Command | ScriptCall]) -> None:
         self.requests = requests
 
     def __repr__(self) -> str:
-        return f"Batch({len(self.requests)} requests)"
+        size = len(self.requests) if isinstance(self.requests, Sequence) else "streamed"
+        return f"Batch({size} requests)"
 
 
 class Sleep:
@@ -110,6 +116,14 @@ Request = Command | ScriptCall | Batch | Sleep
 Op = Generator[Request, Any, T]
 
 
+def command_of(request: Command | ScriptCall, full: bool = False) -> tuple[Any, ...]:
+    """The command a request sends: its own, or ``EVALSHA`` (``full``: ``EVAL``) of a script."""
+    if type(request) is Command:
+        return request.args
+    call: ScriptCall = request  # type: ignore[assignment]
+    return ("EVAL", call.script.source, *call.argv) if full else ("EVALSHA", call.script.sha, *call.argv)
+
+
 class BatchRounds:
     """The rounds a :class:`Batch` takes: every request pipelined, then those answered
     NOSCRIPT (which did nothing) again as ``EVAL``, until none is; then the replies,
@@ -118,6 +132,7 @@ class BatchRounds:
     __slots__ = ("batch", "replies", "pending", "_eval")
 
     def __init__(self, batch: Batch) -> None:
+        assert isinstance(batch.requests, Sequence)
         self.batch = batch
         self.replies: list[Any] = [None] * len(batch.requests)
         self.pending = list(range(len(batch.requests)))
@@ -125,16 +140,9 @@ class BatchRounds:
 
     def commands(self) -> list[tuple[Any, ...]]:
         """The commands of the next round."""
-        out = []
-        for i in self.pending:
-            r = self.batch.requests[i]
-            if type(r) is Command:
-                out.append(r.args)
-            elif self._eval:
-                out.append(("EVAL", r.script.source, *r.argv))  # type: ignore[union-attr]
-            else:
-                out.append(("EVALSHA", r.script.sha, *r.argv))  # type: ignore[union-attr]
-        return out
+        requests = self.batch.requests
+        assert isinstance(requests, Sequence)
+        return [command_of(requests[i], self._eval) for i in self.pending]
 
     def absorb(self, replies: list[Any]) -> None:
         """Take a round's replies (errors as values)."""
@@ -147,6 +155,7 @@ class BatchRounds:
         self.pending, self._eval = retry, True
 
     def result(self) -> list[Any]:
+        assert isinstance(self.batch.requests, Sequence)
         for request, reply in zip(self.batch.requests, self.replies, strict=True):
             if isinstance(reply, Exception) and not (type(request) is Command and request.quiet):
                 raise reply

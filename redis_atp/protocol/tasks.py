@@ -5,7 +5,7 @@ first request, so a refused call sends nothing."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -76,27 +76,39 @@ def enqueue_task(ns: Namespace, type: str, identifier: str, input: Any, message:
 
 def enqueue_many(ns: Namespace, tasks: Iterable[Sequence[Any]], chunk: int = 1000, delay: float | None = None,
                  eta: datetime | float | None = None, priority: int = 0) -> Op[list[int | RedisATPError]]:
+    """Enqueue ``chunk`` tasks per script call, streamed: each call is sent as soon as
+    its tasks are checked and encoded, so Redis stores one chunk while the next is
+    encoded. A task that cannot be encoded gets its error as its result and is not
+    sent; a malformed item (not a 3- or 4-tuple) refuses the whole call first."""
     items = list(tasks)
     when = (*validate.due(delay, eta), validate.priority(priority))
-    by_shard: dict[int, list[tuple[int, list[Any]]]] = {}
-    for i, item in enumerate(items):
-        if not 3 <= len(item) <= 4:
-            raise InvalidInput("each task is (type, identifier, input[, message])")
-        args = _task_args(ns, *item)
-        by_shard.setdefault(Keys.shard_of(args[2], ns.shards), []).append((i, args))
+    for item in items:
+        if not isinstance(item, (tuple, list)) or not 3 <= len(item) <= 4:
+            raise InvalidInput(f"each task is (type, identifier, input[, message]), not {item!r:.80}")
     step = max(1, chunk)
-    calls: list[Command | ScriptCall] = []
-    order: list[list[int]] = []
-    for shard, entries in by_shard.items():
-        for start in range(0, len(entries), step):
-            part = entries[start:start + step]
-            calls.append(ns.call("enqueue", len(part), *when, *(a for _, args in part for a in args), shard=shard,
-                                 extra_keys=(ns.shard_keys[shard].config,)))
-            order.append([i for i, _ in part])
+    results: list[int | RedisATPError] = [0] * len(items)
+    order: list[list[int]] = []  # the item indices of each call, in the order they are sent
+
+    def calls() -> Iterator[ScriptCall]:
+        for start in range(0, len(items), step):
+            by_shard: dict[int, tuple[list[int], list[Any]]] = {}
+            for i in range(start, min(start + step, len(items))):
+                try:
+                    args = _task_args(ns, *items[i])
+                except InvalidInput as exc:
+                    results[i] = exc
+                    continue
+                indices, flat = by_shard.setdefault(Keys.shard_of(args[2], ns.shards), ([], []))
+                indices.append(i)
+                flat += args
+            for shard, (indices, flat) in by_shard.items():
+                order.append(indices)
+                yield ns.call("enqueue", len(indices), *when, *flat, shard=shard,
+                              extra_keys=(ns.shard_keys[shard].config,))
+
     if not ns.checked:
         yield from ns.check()
-    results: list[int | RedisATPError] = [0] * len(items)
-    replies = (yield Batch(calls)) if calls else []
+    replies = (yield Batch(calls())) if items else []
     for indices, reply in zip(order, replies, strict=True):
         limit, size = reply[-2:]
         for i, r in zip(indices, reply, strict=False):
