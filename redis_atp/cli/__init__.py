@@ -4,9 +4,9 @@ Every command takes ``--url``/``--namespace`` (defaults: ``REDIS_ATP_URL``,
 ``REDIS_ATP_NAMESPACE``) and ``--json``. Exit codes: 0 success, 1 not found /
 refused / Redis unreachable, 2 usage (bad arguments or input).
 
-The commands live by group: :mod:`.namespace`, :mod:`.tasks`, :mod:`.fleet`; the
-parser in :mod:`.parser`, the entry point in :mod:`.main` (which alone configures
-logging), what they share in :mod:`.common`.
+The commands live by group: :mod:`.namespace`, :mod:`.tasks`, :mod:`.control` (lists,
+pause, events), :mod:`.fleet`; the parser in :mod:`.parser`, the entry point in
+:mod:`.main` (which alone configures logging), what they share in :mod:`.common`.
 """
 
 from .main import main

@@ -87,6 +87,14 @@ def _when(ts: datetime | float) -> str:
     return dt.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
+def _paused_text(state: dict[str, Any]) -> str:
+    """A :meth:`~redis_atp.Tracker.get_pause_state` in words, e.g. ``types a, b (3 tasks parked)``."""
+    what = (["the namespace"] if state["namespace"] else []) + (
+        ["types " + ", ".join(_esc(t) for t in state["types"])] if state["types"] else [])
+    parked = f" ({state['parked']} tasks parked)" if state["parked"] else ""
+    return ("; ".join(what) or "nothing") + parked
+
+
 def _task_id(args: argparse.Namespace, tracker: Tracker) -> int:
     if args.task_id is not None:
         if args.type or args.identifier:
@@ -95,7 +103,6 @@ def _task_id(args: argparse.Namespace, tracker: Tracker) -> int:
     if not (args.type and args.identifier):
         raise UsageError("give TYPE IDENTIFIER, or --id ID")
     return tracker.get_task_id(args.type, args.identifier)
-
 
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

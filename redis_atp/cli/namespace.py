@@ -10,7 +10,7 @@ from typing import Any
 from ..client import Tracker
 from ..daemon.fleet import Fleet
 from ..worker import mask_url
-from .common import COUNTS, UsageError, _esc, _jsonable, _out, _read_input, _table, _when
+from .common import COUNTS, UsageError, _esc, _jsonable, _out, _paused_text, _read_input, _table, _when
 
 
 def cmd_info(args: argparse.Namespace, tracker: Tracker) -> int:
@@ -18,10 +18,11 @@ def cmd_info(args: argparse.Namespace, tracker: Tracker) -> int:
     workers = Fleet(tracker).workers()
     now = time.time()
     size, overdue, limit = tracker.get_queue_size(), tracker.count_overdue(), tracker.get_max_queue_size()
-    parts = tracker.get_queue_counts()
+    parts, paused = tracker.get_queue_counts(), tracker.get_pause_state()
     data = {
         "namespace": tracker.namespace, "url": mask_url(args.url),
         "queue": {"size": size, "limit": limit, **parts},
+        "paused": paused,
         "overdue": overdue,
         "types": {t.name: t.counts for t in types},
         "workers": [{"id": w.id, "host": w.host, "pid": w.pid, "threads": w.threads, "tasks": w.tasks,
@@ -33,8 +34,10 @@ def cmd_info(args: argparse.Namespace, tracker: Tracker) -> int:
 
     def text() -> str:
         out = [f"namespace  {tracker.namespace}  ({mask_url(args.url)})",
-               f"queue      {size} waiting: {parts['ready']} ready, {parts['delayed']} delayed "
-               f"({'no limit' if limit <= 0 else f'limit {limit}'})",
+               f"queue      {size} waiting: {parts['ready']} ready, {parts['delayed']} delayed"
+               + (f", {parts['parked']} parked" if parts["parked"] else "")
+               + f" ({'no limit' if limit <= 0 else f'limit {limit}'})",
+               f"paused     {_paused_text(paused)}",
                f"overdue    {overdue} live tasks past their deadline", ""]
         if shards:
             out.append(_table([[s["shard"], s["prefix"], s["queue"], s["live"], s["overdue"]] for s in shards],
@@ -56,10 +59,12 @@ def cmd_info(args: argparse.Namespace, tracker: Tracker) -> int:
 
 def cmd_config(args: argparse.Namespace, tracker: Tracker) -> int:
     if args.action == "set":
-        tracker.set_max_queue_size(args.value)
-    limit = tracker.get_max_queue_size()
-    return _out(args, {"max_queue_size": limit, "serializer": tracker.serializer.name, "shards": tracker.shards},
+        (tracker.set_max_queue_size if args.setting == "max-queue-size" else tracker.set_max_events)(args.value)
+    limit, events = tracker.get_max_queue_size(), tracker.get_max_events()
+    return _out(args, {"max_queue_size": limit, "max_events": events, "serializer": tracker.serializer.name,
+                       "shards": tracker.shards},
                 lambda: f"max-queue-size  {limit}{' (no limit)' if limit <= 0 else ''}\n"
+                        f"max-events      {events}{' (events off)' if events == 0 else ''}\n"
                         f"serializer      {tracker.serializer.name}\nshards          {tracker.shards}")
 
 

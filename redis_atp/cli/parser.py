@@ -10,6 +10,7 @@ from typing import Any
 from ..client import Tracker
 from ..worker import DEFAULT_CONCURRENCY
 from .common import _duration, _env_list, _moment, _positive, _version
+from .control import cmd_events, cmd_ls, cmd_pause, cmd_resume
 from .fleet import cmd_demo, cmd_worker
 from .namespace import cmd_config, cmd_info, cmd_retire, cmd_schedules, cmd_types, cmd_zombies
 from .tasks import cmd_cancel, cmd_delete, cmd_enqueue, cmd_key, cmd_requeue, cmd_response, cmd_show, cmd_wait
@@ -52,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     conf = cmd("config", cmd_config, "show or change the namespace's settings, kept in Redis")
     csub = conf.add_subparsers(dest="action", metavar="ACTION", help="get (the default) or set")
     cset = csub.add_parser("set", parents=[common], help="change a setting for every client of the namespace")
-    cset.add_argument("setting", choices=["max-queue-size"], help="max-queue-size: the queue limit (<= 0: none)")
+    cset.add_argument("setting", choices=["max-queue-size", "max-events"],
+                      help="max-queue-size: the queue limit (<= 0: none); max-events: the events stream's cap "
+                           "(0: no events)")
     cset.add_argument("value", type=int, help="the new value")
     csub.add_parser("get", parents=[common], help="show the settings (the default action)")
     types = cmd("types", cmd_types, "list task types; register or unregister one")
@@ -111,8 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("response", cmd_response, "print (or save) a task's response")
     _task_ref(p)
     p.add_argument("-o", "--output", help="write the response to this file")
-    p = cmd("requeue", cmd_requeue, "put a task back in the queue (an operator's re-run)")
+    p = cmd("requeue", cmd_requeue, "put a task back in the queue (an operator's re-run), or every failed one")
     _task_ref(p)
+    p.add_argument("--failed", action="store_true", help="re-run every FAILED task instead of one task")
+    p.add_argument("--type", dest="failed_type", metavar="TYPE", help="with --failed: only this type's")
     p.add_argument("--message", default="requeued by operator", help="log message (default: requeued by operator)")
     _task_ref(cmd("delete", cmd_delete, "delete a task and every key of it"))
     p = cmd("cancel", cmd_cancel, "cancel a task: queued, it never runs; running, its run is fenced out")
@@ -121,6 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("wait", cmd_wait, "block until a task ends (no polling); exit 0 if FINISHED, 1 if FAILED or timed out")
     _task_ref(p)
     p.add_argument("--timeout", type=float, help="give up after this many seconds (default: wait forever)")
+    p = cmd("ls", cmd_ls, "list tasks, newest first by their last status change")
+    p.add_argument("--status", help="only tasks in this status: a name (failed, FAILED) or a code 1-6")
+    p.add_argument("--type", help="only tasks of this type")
+    p.add_argument("--limit", type=int, default=100, help="tasks per page, 1 to 1000 (default 100)")
+    p.add_argument("--before", type=int, metavar="ID", help="the next page: after this task (the last one listed)")
+    for name, func, what in (("pause", cmd_pause, "workers take nothing from the namespace, or of TYPE"),
+                             ("resume", cmd_resume, "undo pause: the namespace's or TYPE's tasks run again")):
+        cmd(name, func, what).add_argument("type", nargs="?", help="task type (default: the whole namespace)")
+    p = cmd("events", cmd_events, "print status changes from the events stream, one a line")
+    p.add_argument("--since", metavar="ID", help="after this event id; 0: from the oldest kept "
+                                                 "(default: 0, with --follow: from now on)")
+    p.add_argument("--follow", action="store_true", help="keep waiting for more until Ctrl-C")
     p = cmd("key", cmd_key, "the Redis key names of a task, for redis-cli")
     p.add_argument("type", help="task type name")
     p.add_argument("identifier", help="task identifier")

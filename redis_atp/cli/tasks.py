@@ -1,4 +1,5 @@
-"""Commands about one task: ``enqueue``, ``key``, ``show``, ``response``, ``requeue``, ``delete``."""
+"""Commands about one task: ``enqueue``, ``key``, ``show``, ``response``, ``requeue`` (and
+``requeue --failed``: every failed task), ``delete``, ``wait``, ``cancel``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from ..client import Tracker
 from ..keys import Keys, check_text
-from .common import _esc, _jsonable, _out, _read_input, _task_id, _when
+from .common import UsageError, _esc, _jsonable, _out, _read_input, _task_id, _when
 
 
 def cmd_enqueue(args: argparse.Namespace, tracker: Tracker) -> int:
@@ -90,6 +91,14 @@ def cmd_response(args: argparse.Namespace, tracker: Tracker) -> int:
 
 
 def cmd_requeue(args: argparse.Namespace, tracker: Tracker) -> int:
+    """One task back in the queue; with ``--failed``, every FAILED task (of ``--type``)."""
+    if args.failed:
+        if args.type or args.identifier or args.task_id is not None:
+            raise UsageError("give either --failed or a task (TYPE IDENTIFIER, --id), not both")
+        n = tracker.requeue_failed(args.failed_type, args.message)
+        return _out(args, {"requeued": n}, lambda: f"{n} failed task{'' if n == 1 else 's'} back in the queue")
+    if args.failed_type is not None:
+        raise UsageError("--type goes with --failed; one task is TYPE IDENTIFIER or --id ID")
     tid = _task_id(args, tracker)
     tracker.reenqueue_task(tid, args.message)
     return _out(args, {"id": tid, "status": "ACCEPTED"}, lambda: f"task {tid} is back in the queue")
