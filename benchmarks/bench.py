@@ -1,7 +1,8 @@
 """redis-atp benchmark: the peer harness's workloads on redis-atp's own API, plus
-round trips per task and the cost of single operations at 1k and 1M tasks.
+round trips per task, the cost of single operations at 1k and 1M tasks, and the
+control features' figures (``wait``, ``events``, ``lists``: see control.py).
 
-    python -m benchmarks.bench [--n 20000] [--n-mem 50000] [--out FILE] [--quick]
+    python -m benchmarks.bench [--n 20000] [--n-mem 50000] [--out FILE] [--quick] [--only w1,w2,lists]
 
 Every workload runs against a fresh throwaway redis-server. Prints a Markdown table and
 writes JSON (figures + environment) to benchmarks/results/<UTC date>-<time>.json.
@@ -14,6 +15,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -27,7 +29,7 @@ from typing import Any
 
 from tests.redisserver import RedisServer, server_version
 
-from . import timing
+from . import control, timing
 from . import workloads as w
 from .cluster import cluster_scaling
 from .common import ASYNC_HANDLER
@@ -52,10 +54,16 @@ class Sizes:
     scaling: tuple[int, ...] = (1_000, 1_000_000)
     cluster_n: int = 10_000  # drains on a 3-master Redis Cluster, shards 1 and 8
     rtt_n: int = 2_000  # W2 over a 1 ms round-trip link, 1 and 4 threads per process
+    wait_count: int = 300  # wait_task latency samples
+    events_pairs: int = 3  # interleaved on/off pairs of W2 drains (of n tasks) and of script timings
+    events_calls: int = 5_000  # enqueue_task and advance calls per script timing
+    lists: tuple[int, ...] = (1_000, 1_000_000)  # list_tasks at these namespace sizes
+    requeue_n: int = 10_000  # failed tasks re-queued by requeue_failed
 
 
 QUICK = Sizes(n=2_000, n_mem=5_000, lat_count=50, idle_count=5, rt_n=1_000, rt_idle=50,
-              scaling=(1_000, 100_000), cluster_n=2_000, rtt_n=500)
+              scaling=(1_000, 100_000), cluster_n=2_000, rtt_n=500, wait_count=50, events_calls=500,
+              lists=(1_000, 100_000), requeue_n=2_000)
 
 
 def log(msg: str) -> None:
@@ -77,11 +85,14 @@ def plan(s: Sizes, log_dir: Path) -> list[tuple[str, Callable[[RedisServer], dic
         ("delay", lambda srv: timing.delayed_enqueue(srv, s.n)),
         ("promote", lambda srv: timing.promotion(srv, s.n * 5)),
         ("priority", lambda srv: timing.priority_claims(srv, s.n)),
+        ("wait", lambda srv: control.wait_latency(srv, s.wait_count)),
+        ("events", lambda srv: control.events_on_off(srv, s.n, s.events_pairs, s.events_calls, log_dir)),
         ("lifecycle", lambda srv: w.one_client_lifecycle(srv, s.n // 4)),
         ("rt_single", lambda srv: roundtrips(srv, s.rt_n, "single", log_dir)),
         ("rt_bulk", lambda srv: roundtrips(srv, s.rt_n, "bulk", log_dir)),
         ("rt_idle", lambda srv: roundtrips(srv, s.rt_idle, "idle", log_dir)),
     ]
+    steps += [(f"lists_{size}", partial(control.lists, size=size, requeue_n=s.requeue_n)) for size in s.lists]
     steps += [(f"scaling_{size}", partial(scaling, size=size)) for size in s.scaling]
     steps.append(("cluster", lambda srv: cluster_scaling(s.cluster_n, log_dir)))
     steps.append(("w2_slow_link", lambda srv: slow_link(srv, s.rtt_n, log_dir)))
@@ -89,12 +100,12 @@ def plan(s: Sizes, log_dir: Path) -> list[tuple[str, Callable[[RedisServer], dic
 
 
 def run_all(s: Sizes, only: list[str] | None = None) -> dict[str, Any]:
-    """Run every workload (or those named in ``only``) on its own fresh server; returns
-    ``{name: result}``."""
+    """Run every workload (or those named in ``only``; ``lists`` names every ``lists_<size>``)
+    on its own fresh server; returns ``{name: result}``."""
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="redis-atp-bench-logs-") as tmp:
         for name, step in plan(s, Path(tmp)):
-            if only and name not in only:
+            if only and name not in only and re.sub(r"_\d+$", "", name) not in only:
                 continue
             t0 = time.monotonic()
             with RedisServer() as server:
@@ -213,6 +224,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         out.append((f"Claims one at a time from {x['n']:,} tasks: one level / {x['levels']} levels in use",
                     f"{_i(x['flat_claims_per_s'])} / {_i(x['levels_claims_per_s'])} claims/s; Redis "
                     f"{_f(x['flat_redis_us'], 1)} / {_f(x['levels_redis_us'], 1)} µs per claim"))
+    out += _control_rows(r)
     if "lifecycle" in r:
         x = r["lifecycle"]
         out.append((f"One client, dequeue + start + finish (n={x['n']:,}): seed calls (3 per task) / `advance` (1)",
@@ -235,6 +247,66 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         out.append((f"W2 over a {_f(x['rtt_ms'], 0)} ms round-trip link, handler with one Redis round trip "
                     f"(n={x['n']:,}), 2 processes of 1 / 4 threads",
                     f"{_i(x['threads_1_tasks_per_s'])} / {_i(x['threads_4_tasks_per_s'])} tasks/s"))
+    return out
+
+
+def _vals(values: list[float]) -> str:
+    return ", ".join(_i(v) for v in values)
+
+
+def _onoff(x: dict[str, float], digits: int = 1) -> str:
+    return f"{_f(x['on'], digits)} / {_f(x['off'], digits)}"
+
+
+def _control_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if "wait" in r:
+        x = r["wait"]
+        out.append((f"`wait_task` latency, end (`stop_task_success` from another process) → waiter woken "
+                    f"({x['count']} samples)",
+                    f"p50 {_f(x['p50_ms'])} / p90 {_f(x['p90_ms'])} / p99 {_f(x['p99_ms'])} / max {_f(x['max_ms'])} ms "
+                    f"(the end call itself: p50 {_f(x['end_call_p50_ms'])} ms)"))
+    if "events" in r:
+        x = r["events"]
+        on, off = x["drains"]["on"], x["drains"]["off"]
+        out += [
+            (f"W2 drain of {x['n']:,}, events on (`max_events` {x['max_events_on']:,}) / off, "
+             f"{x['pairs']} interleaved pairs: medians [all]",
+             f"{_i(x['w2_tasks_per_s']['on'])} [{_vals([d['tasks_per_s'] for d in on])}] / "
+             f"{_i(x['w2_tasks_per_s']['off'])} [{_vals([d['tasks_per_s'] for d in off])}] tasks/s; steady "
+             f"{_onoff(x['w2_steady_tasks_per_s'], 0)}; Redis {_onoff(x['w2_server_us_per_evalsha'])} µs/EVALSHA"),
+            ("Events stream memory (after an \"on\" drain)",
+             f"{_i(x['bytes_per_event_freed'])} bytes/event (`used_memory` freed by DEL / XLEN), "
+             f"{_i(x['bytes_per_event_memory_usage'])} (MEMORY USAGE / XLEN); {_f(x['events_per_task'])} "
+             f"events/task; the stream: {_i(x['stream_bytes'])} bytes for {_i(x['stream_xlen'])} events"),
+            (f"Redis µs per script call, events on / off ({x['calls']:,} calls, {x['pairs']} pairs, medians; "
+             "in brackets: of it, XADD + XTRIM)", "; ".join(
+                 f"{op} {_onoff({k: v[op] for k, v in x['script_us_median'].items()})} "
+                 f"({_f(x['stream_us_per_script_call'][op], 1)})" for op in control.OPS)),
+        ]
+    runs = [r[k] for k in sorted((k for k in r if k.startswith("lists_")), key=lambda k: r[k]["size"])]
+    if runs:
+        sizes = " → ".join(f"{x['size']:,}" for x in runs)
+        out.append((f"Fill for lists ({sizes} tasks, {runs[0]['types']} types): enqueue_many + claims of "
+                    f"{control.CLAIM_BATCH} ended in pipelines", " → ".join(
+                        f"{_f(x['fill_s'], 1)} s ({x['finished']:,} FINISHED, {x['failed']:,} FAILED, "
+                        f"{x['queued']:,} queued)" for x in runs)))
+        for key, label in (("failed", "status=FAILED"), ("type", "type=T"), ("all", "everything"),
+                           ("deep", "everything, below the Nth newest"), ("accepted", "status=ACCEPTED")):
+            cells = " → ".join(
+                f"{_f(q['wall_ms_p50'])} ms (Redis {_i(q['redis_us_per_list'])} µs, "
+                f"{_f(q['script_calls_per_list'], 1)} calls)" for q in (x["queries"][key] for x in runs))
+            n = " / ".join(f"{x['deep_nth']:,}" for x in runs) if key == "deep" else ""
+            out.append((f"`list_tasks({label}, limit=100)`{f' (N = {n})' if n else ''}, p50 at {sizes}", cells))
+        out.append(("list_tasks: script calls over 10 ms (SLOWLOG); during the fill",
+                    " → ".join(f"{len(x['list_slow_scripts'])}; fill {x['fill_slow_scripts']['count']} "
+                               f"(max {_i(x['fill_slow_scripts']['max_us'])} µs)" for x in runs)))
+        out.append(("Index memory per ended task (MEMORY USAGE / ZCARD), FINISHED / FAILED", " → ".join(
+            f"{_i(x['index_bytes_per_entry']['finished'])} / {_i(x['index_bytes_per_entry']['failed'])} bytes"
+            for x in runs)))
+        out.append((f"`requeue_failed` of {runs[0]['requeue']['n']:,} failed tasks, at {sizes}", " → ".join(
+            f"{_i(q['tasks_per_s'])} tasks/s, {q['script_calls']} calls: Redis {_i(q['redis_us_per_script_call'])} "
+            f"µs/call, max {_i(q['max_script_us'])} µs" for q in (x["requeue"] for x in runs))))
     return out
 
 
@@ -294,7 +366,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Sizes, Path, list[str]]:
     ap.add_argument("--n-mem", type=int, help="tasks for W4 (default 50000; 5000 with --quick)")
     ap.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/<UTC date>-<time>.json)")
     ap.add_argument("--quick", action="store_true", help="smoke run, about a minute (100k instead of 1M tasks)")
-    ap.add_argument("--only", default="", help="comma-separated workloads to run (default: all), e.g. w1,w2,w3")
+    ap.add_argument("--only", default="", help="comma-separated workloads to run (default: all), e.g. w1,w2,w3; "
+                    "lists or scaling: every size")
     a = ap.parse_args(argv)
     sizes = QUICK if a.quick else Sizes()
     if a.n is not None:
