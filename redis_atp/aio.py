@@ -95,7 +95,7 @@ class AsyncTracker(TrackerBase):
         return await self.io.run(task_ops.enqueue_task(self.ns, type, identifier, input, message, delay, eta,
                                                        priority))
 
-    async def enqueue_many(self, tasks: Iterable[Sequence[Any]], *, chunk: int = 1000, delay: float | None = None,
+    async def enqueue_many(self, tasks: Iterable[Sequence[Any]], *, chunk: int = 200, delay: float | None = None,
                            eta: datetime | float | None = None, priority: int = 0) -> list[int | RedisATPError]:
         """Coroutine twin of :meth:`Tracker.enqueue_many`."""
         return await self.io.run(task_ops.enqueue_many(self.ns, tasks, chunk, delay, eta, priority))

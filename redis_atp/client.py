@@ -160,9 +160,10 @@ class Tracker(TrackerBase):
         """
         return self.io.run(task_ops.enqueue_task(self.ns, type, identifier, input, message, delay, eta, priority))
 
-    def enqueue_many(self, tasks: Iterable[Sequence[Any]], *, chunk: int = 1000, delay: float | None = None,
+    def enqueue_many(self, tasks: Iterable[Sequence[Any]], *, chunk: int = 200, delay: float | None = None,
                      eta: datetime | float | None = None, priority: int = 0) -> list[int | RedisATPError]:
-        """Enqueue many tasks, ``chunk`` per script call (script ``enqueue``, pipelined);
+        """Enqueue many tasks, ``chunk`` per script call (script ``enqueue``, streamed; at
+        most 500, so no call holds Redis for long);
         ``delay``, ``eta`` and ``priority`` (see :meth:`enqueue_task`) apply to the whole batch.
 
         ``tasks`` holds ``(type, identifier, input)`` or ``(type, identifier, input,
@@ -376,8 +377,12 @@ class Tracker(TrackerBase):
         """Every status change, oldest first, from the namespace's capped events stream
         (``XREAD``): ``since=None``, those after the call; ``"0"``, from the oldest kept;
         an :attr:`Event.id`, those after it (resume there after a disconnect). ``block``:
-        seconds to wait for more before the iterator ends (None: end when none is left)."""
+        seconds to wait for more before the iterator ends (None: end when none is left).
+        The starting point is fixed by this call, not by the first ``next()``."""
         cursor = self.io.run(control.event_cursor(self.ns, since))
+        return self._read_events(cursor, block)
+
+    def _read_events(self, cursor: list[tuple[int, int]], block: float | None) -> Iterator[Event]:
         while batch := self.io.run(control.read_events(self.ns, cursor, block)):
             yield from batch
 

@@ -112,7 +112,8 @@ from functools import lru_cache
 
 from .errors import InvalidInput
 
-__all__ = ["Keys", "IDS_PER_BUCKET", "DEFAULT_QUEUE_LIMIT", "DEFAULT_MAX_EVENTS", "EVENT_MESSAGE_BYTES", "check_text"]
+__all__ = ["Keys", "LUA_NAMES", "lua_suffixes", "IDS_PER_BUCKET", "DEFAULT_QUEUE_LIMIT", "DEFAULT_MAX_EVENTS",
+           "EVENT_MESSAGE_BYTES", "check_text"]
 
 #: Task ids per id-bucket hash (``atp:{NS}:ids:<id // 100>``); the Lua prelude gets it too.
 IDS_PER_BUCKET = 100
@@ -154,10 +155,9 @@ def check_text(what: str, value: object) -> bytes:
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
-def _digest(*parts: bytes) -> str:
-    """base64url of the first 72 bits of SHA-1 over the length-prefixed parts (one hash
-    call over the joined bytes: this runs for every task enqueued)."""
-    raw = hashlib.sha1(b"".join(b"%d:%b" % (len(p), p) for p in parts)).digest()[:9]
+def _digest(data: bytes) -> str:
+    """base64url of the first 72 bits of SHA-1 over ``data`` (length-prefixed parts)."""
+    raw = hashlib.sha1(data).digest()[:9]
     return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).decode("ascii")
 
 
@@ -212,7 +212,7 @@ class Keys:
     @staticmethod
     def task_digest(type_name: bytes, identifier: bytes) -> str:
         """The fixed-length digest naming the task ``(type, identifier)``."""
-        return _digest(type_name, identifier)
+        return _digest(b"%d:%b%d:%b" % (len(type_name), type_name, len(identifier), identifier))
 
     @staticmethod
     def shard_of(digest: str, shards: int) -> int:
@@ -223,7 +223,7 @@ class Keys:
     @lru_cache(maxsize=4096)
     def owner_digest(owner: bytes) -> str:
         """The fixed-length digest naming an owner's (``serverID``'s) set of tasks."""
-        return _digest(owner)
+        return _digest(b"%d:%b" % (len(owner), owner))
 
     def task(self, digest: str) -> str:
         """The task hash named by ``digest`` (see :meth:`task_digest`)."""
@@ -270,16 +270,27 @@ class Keys:
         """The list where tasks handed to an idle owner wait for it to pick them up."""
         return self.mailbox_prefix + owner_digest
 
-    def script_keys(self) -> list[str]:
-        """``KEYS[1..7]`` of every script (see ``lua/_prelude.lua``)."""
-        return [self.types, self.queue, self.queued, self.wake, self.seq, self.waiters, self.waiting]
+    def script_head(self) -> list[str]:
+        """``KEYS[1]`` and ``ARGV[1]`` of every script (see ``lua/_prelude.lua``): the queue,
+        which routes the call to the shard's slot, and the shard's prefix, from which
+        the scripts build every other name (see :data:`LUA_NAMES`)."""
+        return [self.queue, self.prefix]
 
-    def script_prefixes(self) -> list[str]:
-        """``ARGV[1..5]`` of every script: the prefixes Lua appends ids and digests to."""
-        return [self.task_prefix, self.ids_prefix, self.type_prefix, self.owned_prefix, self.mailbox_prefix]
 
-    def script_extra_keys(self) -> list[str]:
-        """``ARGV[9..]`` of every script: keys beyond ``KEYS[1..7]`` that every script may
-        use, passed as arguments so that scripts' own ``KEYS[8..]`` keep their numbers."""
-        return [self.delayed, self.levels, self.level_prefix, self.config, self.events, self.paused,
-                self.minute_prefix]
+#: The key names and prefixes Lua scripts use, by their Lua name: the :class:`Keys`
+#: attribute each one is. ``scripts.py`` turns them into ``local K_QUEUE = P .. 'queue'``
+#: (``P``: the shard's prefix, ``ARGV[1]``), so every name is still made from this module.
+LUA_NAMES = {
+    "K_TYPES": "types", "K_QUEUE": "queue", "K_QUEUED": "queued", "K_WAKE": "wake", "K_SEQ": "seq",
+    "K_TYPESEQ": "typeseq", "K_WAITERS": "waiters", "K_WAITING": "waiting", "K_DELAYED": "delayed",
+    "K_LEVELS": "levels", "K_CONFIG": "config", "K_EVENTS": "events", "K_PAUSED": "paused",
+    "K_SCHEDULES": "schedules", "K_SCHEDULE_DUE": "schedule_due", "K_SCHEDULE_LAST": "schedule_last",
+    "P_TASK": "task_prefix", "P_IDS": "ids_prefix", "P_TYPE": "type_prefix", "P_OWNED": "owned_prefix",
+    "P_MAILBOX": "mailbox_prefix", "P_LEVEL": "level_prefix", "P_MINUTE": "minute_prefix",
+}
+
+
+def lua_suffixes() -> dict[str, str]:
+    """Each Lua name's key name after the shard's prefix (the same on every shard)."""
+    keys = Keys("x")
+    return {lua: getattr(keys, attr)[len(keys.prefix):] for lua, attr in LUA_NAMES.items()}

@@ -21,7 +21,7 @@ from functools import cache
 from importlib.resources import files
 
 from .errors import Code
-from .keys import DEFAULT_MAX_EVENTS, DEFAULT_QUEUE_LIMIT, EVENT_MESSAGE_BYTES, IDS_PER_BUCKET
+from .keys import DEFAULT_MAX_EVENTS, DEFAULT_QUEUE_LIMIT, EVENT_MESSAGE_BYTES, IDS_PER_BUCKET, lua_suffixes
 from .status import Status
 
 __all__ = ["Script", "SCRIPT_NAMES", "script"]
@@ -43,7 +43,14 @@ def _constants() -> str:
     lines.append(f"local DEFAULT_QUEUE_LIMIT = {DEFAULT_QUEUE_LIMIT}")
     lines.append(f"local DEFAULT_MAX_EVENTS = {DEFAULT_MAX_EVENTS}")
     lines.append(f"local EVENT_MESSAGE_BYTES = {EVENT_MESSAGE_BYTES}")
+    lines.append("local P = ARGV[1]  -- the shard's key prefix")
     return "\n".join(lines) + "\n"
+
+
+def _key_names() -> list[tuple[str | None, str]]:
+    """``local K_QUEUE = P .. 'queue'`` and the like, as named pieces: a script gets only
+    the names it (or a helper it uses) mentions."""
+    return [(lua, f"local {lua} = P .. '{suffix}'") for lua, suffix in lua_suffixes().items()]
 
 
 def _read(name: str) -> str:
@@ -105,7 +112,7 @@ def _needed(shared: list[tuple[str | None, str]], body: str) -> str:
 
 @cache
 def _shared() -> list[tuple[str | None, str]]:
-    return _pieces("\n".join(_read(part) for part in SHARED))
+    return _key_names() + _pieces("\n".join(_read(part) for part in SHARED))
 
 
 class Script:

@@ -76,6 +76,12 @@ def test_unencodable_input_is_refused(tracker: Tracker, value: Any) -> None:
     with pytest.raises(TaskNotFound):
         tracker.get_task_id("t", "bad")  # nothing of the bad task was written
     assert tracker.get_queue_size() == 1
+    for chunk in (0, -1, 1.5, True):
+        with pytest.raises(InvalidInput):
+            tracker.enqueue_many([("t", "c", 1)], chunk=chunk)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput):
+        tracker.enqueue_many([("t", "c")])  # not a task: nothing is sent
+    assert tracker.get_queue_size() == 1
 
 
 def test_refusals_write_nothing(tracker: Tracker) -> None:

@@ -314,8 +314,11 @@ def test_the_events_stream_is_capped_and_can_be_turned_off(tracker: Tracker) -> 
     assert t.get_max_events() == 0 and not tracker.client.exists(t.keys.events)
     t.set_max_events(100)
     t.set_max_queue_size(0)
-    t.enqueue_many([("a", f"y{i}", i) for i in range(1000)])
+    for i in range(600):
+        t.enqueue_task("a", f"y{i}", i)
     assert 100 <= tracker.client.xlen(t.keys.events) < 300  # trimmed near the cap (whole nodes)
+    t.enqueue_many([("a", f"z{i}", i) for i in range(1000)])
+    assert tracker.client.xlen(t.keys.events) < 1300  # at most a millisecond's events above it
     with pytest.raises(InvalidInput):
         t.set_max_events(-1)
 

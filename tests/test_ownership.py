@@ -133,8 +133,7 @@ def test_the_register_script_checks_its_numbers_before_writing(tracker: Tracker)
     import redis
 
     with pytest.raises(redis.ResponseError, match="invalid number"):
-        tracker.io.execute(tracker.ns.call("register_type", "t", HANDLER, "inf", "-1", "2",
-                                           extra_keys=(tracker.keys.typeseq,)))
+        tracker.io.execute(tracker.ns.call("register_type", "t", HANDLER, "inf", "-1", "2"))
     assert tracker.list_task_types() == []
 
 

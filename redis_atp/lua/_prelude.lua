@@ -1,29 +1,18 @@
 -- _prelude.lua: helpers shared by every script, prepended when the scripts load,
--- after the constants scripts.py generates from Python (status codes S_*,
--- refusal codes E_*, IDS_PER_BUCKET), so each code has one definition.
+-- after the constants scripts.py generates from Python (status codes S_*, refusal
+-- codes E_*, IDS_PER_BUCKET, and the key names K_* and prefixes P_* of keys.py's
+-- LUA_NAMES, each built from the shard's prefix P), so each has one definition.
 --
 -- Calling convention of every script (keys.py builds the names):
---   KEYS[1] types hash   KEYS[2] queue list   KEYS[3] queued counter (exact queue size)
---   KEYS[4] wake zset    KEYS[5] seq counter  KEYS[6] waiters list  KEYS[7] waiting hash
---   ARGV[1] task key prefix      ARGV[2] id-bucket key prefix
---   ARGV[3] type key prefix      ARGV[4] owned-set key prefix  ARGV[5] mailbox prefix
---   ARGV[6] log record cap       ARGV[7] shards S      ARGV[8] this shard i
---   ARGV[9] delayed zset (ACCEPTED tasks not yet due: queue entry -> due time, ms)
---   ARGV[10] levels zset (priority levels other than 0 whose list may hold entries)
---   ARGV[11] prefix of a level's queue list (the list of level 0 is KEYS[2])
---   ARGV[12] config hash  ARGV[13] events stream  ARGV[14] paused hash (see _control.lua)
---   ARGV[15] prefix of the per-minute figures (see count_minute)
---   (a shard's task ids are seq * S + i)  the script's own arguments: arg(1), arg(2), ...
--- Keys of one task, type, bucket or owner are built here from those prefixes;
--- all of them share the namespace's hash tag, so they live in the same slot.
+--   KEYS[1] the shard's queue list (it routes the call to the shard's cluster slot)
+--   ARGV[1] the shard's key prefix P, e.g. 'atp:{NS}:'  ARGV[2] log record cap
+--   ARGV[3] shards S  ARGV[4] this shard i (a shard's task ids are seq * S + i)
+--   the script's own arguments: arg(1), arg(2), ...
+-- Every key a script touches is P plus a fixed word, a number or a digest: all of
+-- them share the namespace's hash tag, so they live in the same slot.
 
-local K_TYPES, K_QUEUE, K_QUEUED, K_WAKE, K_SEQ = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local K_WAITERS, K_WAITING = KEYS[6], KEYS[7]
-local P_TASK, P_IDS, P_TYPE, P_OWNED, P_MAILBOX = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local LOG_CAP, SHARDS, SHARD = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local K_DELAYED, K_LEVELS, P_LEVEL = ARGV[9], ARGV[10], ARGV[11]
-local K_CONFIG, K_EVENTS, K_PAUSED, P_MINUTE = ARGV[12], ARGV[13], ARGV[14], ARGV[15]
-local NARG = 15
+local LOG_CAP, SHARDS, SHARD = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local NARG = 4
 local function arg(i) return ARGV[NARG + i] end
 
 local COUNTER = {[S_ACCEPTED] = 'accepted', [S_SCHEDULED] = 'scheduled', [S_RUNNING] = 'running',

@@ -6,7 +6,7 @@
 -- handler runs only after this reply. Finding no work, the owner can register as a
 -- waiter (see hand_off): the next task that becomes ACCEPTED is then claimed for it
 -- and its id put in its mailbox (take_handoff.lua starts it).
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua).
 -- arg(1) owner  arg(2) owner digest  arg(3) ended task id ('' = none)  arg(4) its
 -- token  arg(5) its outcome (FINISHED or FAILED)  arg(6) its message  arg(7) message
 -- of RUNNING records  arg(8) tasks to claim  arg(9) token base (random; claimed tasks

@@ -3,7 +3,7 @@
 -- marked `cancelled`, so its run's next call is refused as TaskCancelled. A task that
 -- ended already is left alone. Cancelling a live task bumps the config's `cancels`
 -- counter, which busy workers read once a second to learn that they should look.
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua).
 -- arg(1) task id  arg(2) message
 -- Returns 1 (cancelled), 0 (it had ended already), or E_TASK_NOT_FOUND.
 local t = load_task(arg(1))

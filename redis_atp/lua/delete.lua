@@ -1,6 +1,6 @@
 -- delete.lua: remove a task and every trace of it (deleteTask, deleteTaskByIdentifier):
 -- its hash, queue entry, deadline, ownership, counter and id-bucket entry.
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua).
 -- arg(1) task id, or '' to name the task by arg(2) digest, arg(3) type, arg(4) identifier
 -- Returns the deleted task's id, or E_TASK_NOT_FOUND.
 local t

@@ -3,7 +3,7 @@
 -- fencing token and a place in its type's live set; its id joins the owner's set.
 -- With `start`, each also goes straight on to RUNNING and its type, identifier,
 -- handler and input come back (a claim that starts the task in the same round trip).
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua).
 -- arg(1) owner (serverID)  arg(2) owner digest  arg(3) count  arg(4) message
 -- arg(5) start ('1' or '0')  arg(6) message of the RUNNING record (with start)
 -- arg(7) token base: a random number; the tasks get tokens base, base + 1, ...

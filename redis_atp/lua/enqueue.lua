@@ -4,8 +4,8 @@
 -- new task is handed straight to one (see hand_off); a delayed one waits in the
 -- delayed set until due (see promote), counted in the queue size and its limit. Each
 -- new task is an ACCEPTED event.
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua); also KEYS[8] the
--- shard's config hash, whose max_queue_size (<= 0: no limit; absent: the seed's
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua). The limit is the
+-- shard's config hash's max_queue_size (<= 0: no limit; absent: the seed's
 -- default) is the limit; sharded, a shard holds at most ceil(limit / shards).
 -- arg(1) number of tasks N  arg(2) the batch's delay, ms ('' = none)  arg(3) its due
 -- time, ms since the epoch ('' = none; not in the future: ready at once)  arg(4) its
@@ -14,7 +14,7 @@
 -- Returns one entry per task: its new id, or E_TYPE_NOT_FOUND, E_QUEUE_FULL,
 -- E_DUPLICATE, E_COLLISION (another (type, identifier) has the same digest); then
 -- the limit and, with a limit, the shard's queue size after the call.
-local limit = tonumber(redis.call('HGET', KEYS[8], 'max_queue_size') or DEFAULT_QUEUE_LIMIT) or DEFAULT_QUEUE_LIMIT
+local limit = tonumber(redis.call('HGET', K_CONFIG, 'max_queue_size') or DEFAULT_QUEUE_LIMIT) or DEFAULT_QUEUE_LIMIT
 local max_size, n = limit > 0 and math.ceil(limit / SHARDS) or 0, tonumber(arg(1))
 local now = now_ms()
 local due = (arg(3) ~= '' and tonumber(arg(3))) or (arg(2) ~= '' and now + tonumber(arg(2))) or now

@@ -3,7 +3,7 @@
 -- starts. Unfenced, any task may be ended (a queued one leaves the queue: an
 -- operator's cancel) or re-stamped; a run may end only the task it still owns (a
 -- run ending again what it already ended, say a retry after a lost reply, is a no-op).
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua).
 -- arg(1) task id  arg(2) run token ('' = unfenced)  arg(3) FINISHED or FAILED
 -- arg(4) message  arg(5) '1': do nothing if the task is FINISHED or FAILED already
 -- arg(6) retry of a FAILED end ('' none, 'auto', or seconds)  arg(7) its jitter fraction

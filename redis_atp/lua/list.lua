@@ -3,7 +3,7 @@
 -- keep (see _lists.lua); entries of tasks Redis expired are dropped from the indexes
 -- on the way. A call looks at a bounded number of entries: while it returns a
 -- continuation, call again with it for the rest of the page.
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua).
 -- arg(1) status code ('' = any)  arg(2) type name ('' = every type)  arg(3) rows wanted
 -- (1..1000)  arg(4) cursor time, ms ('' = none)  arg(5) cursor task id ('' = none): only
 -- tasks older than (time, id); with an id and no time, that task's time is looked up

@@ -4,7 +4,7 @@
 -- that meet them in the queue set them aside in its parked list. Enqueueing goes on;
 -- every task still counts in the queue size. Resuming a type puts its parked tasks back at the head of the queue, `batch` at
 -- a time (call again while some are left), and wakes idle workers.
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua).
 -- arg(1) 'pause' or 'resume'  arg(2) type name ('' = the namespace)  arg(3) batch (1..1000)
 -- Returns the parked tasks of the type still to put back (0: done), or E_TYPE_NOT_FOUND.
 local action, name, batch = arg(1), arg(2), tonumber(arg(3))

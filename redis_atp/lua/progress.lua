@@ -1,7 +1,7 @@
 -- progress.lua: a live task switches between RUNNING and PAUSED (pauseTask,
 -- resumeTask, TaskStatus.setPaused/setRunning); the change refreshes its deadline,
 -- so a long handler keeps its task by reporting progress.
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua).
 -- arg(1) task id  arg(2) run token ('' = unfenced)  arg(3) new status (RUNNING or PAUSED)
 -- arg(4) message
 -- Returns 1, or E_TASK_NOT_FOUND, {E_STALE, run, status}, {E_INVALID_TRANSITION, status}

@@ -1,7 +1,7 @@
 -- read_task.lua: read a task by id, or by (type, identifier) through its digest.
 -- A read, not a state change: it exists so that a lookup by id (id bucket, then
 -- task hash) and the log (every log:<n> field, in order) take one round trip.
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua).
 -- arg(1) task id, or '' to name it by arg(2) digest, arg(3) type, arg(4) identifier
 -- arg(5) what: 'info' {id, type, identifier, status, owner, run, restarts, cancelled}
 --              'log' {record, ...}  'response' {response, response type, MIME type}

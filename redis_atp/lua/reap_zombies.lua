@@ -5,7 +5,7 @@
 -- `limit` tasks per call, oldest first within a type, so a huge backlog never blocks
 -- Redis for long; each task is re-checked under the script's atomicity, so
 -- concurrent sweepers act on it exactly once.
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua).
 -- arg(1) limit  arg(2) message ('' = a default saying why)
 -- Returns {id, type, identifier, new status, ...}.
 local now, limit = now_ms(), tonumber(arg(1))

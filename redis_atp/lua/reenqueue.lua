@@ -3,7 +3,7 @@
 -- never queued twice) and only gets a log record; a delayed one is ready at once. A finished task comes back to life (an operator's
 -- re-run): its retention TTL is cleared and its restart count reset. A run may
 -- hand back the task it owns (a worker's cold shutdown); that is not a restart.
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua).
 -- arg(1) task id  arg(2) run token ('' = unfenced)  arg(3) message
 -- Returns 1, or E_TASK_NOT_FOUND, {E_STALE, run, status}.
 local t = load_task(arg(1))

@@ -1,5 +1,6 @@
 -- register_type.lua: create a task type, or update the settings of an existing one.
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua); also KEYS[8] typeseq.
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua); new types are numbered
+-- from K_TYPESEQ.
 -- arg(1) name  arg(2) handler (dotted path)  arg(3) timeout s  arg(4) timeret s
 -- arg(5) maxrestart (>= 0)  arg(6) retries (>= 0)  arg(7) retry_delay s (>= 0)
 -- arg(8) retry_backoff (>= 1)  arg(9) retry_max_delay s (>= 0)  arg(10) hard_timeout s
@@ -20,7 +21,7 @@ for _, i in ipairs({5, 6}) do
 end
 local n = redis.call('HGET', K_TYPES, name)
 if not n then
-  n = redis.call('INCR', KEYS[8])
+  n = redis.call('INCR', K_TYPESEQ)
   redis.call('HSET', K_TYPES, name, n)
 end
 redis.call('HSET', P_TYPE .. n, 'name', name, 'handler', arg(2), 'timeout', arg(3),

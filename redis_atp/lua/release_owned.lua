@@ -7,7 +7,7 @@
 -- forever. Tasks the owner claimed but never started (SCHEDULED: handed to it, or
 -- claimed by the seed's dequeueTask) always go back uncharged; one handed to it and
 -- not taken goes back even if kept (no one runs it).
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua).
 -- arg(1) owner digest  arg(2) message  arg(3) restart ('1' or '0')  arg(4) guard key:
 -- do nothing while it exists (the worker's heartbeat; '' = none)  arg(5) worker id to
 -- drop from the registry afterwards ('' = none)  arg(6) the registry hash  arg(7) the

@@ -3,7 +3,7 @@
 -- the queue as reenqueue.lua does for a finished task (restarts, retries and the
 -- cancelled mark reset; the queue limit ignored). Only tasks that failed by `until`
 -- are taken, so tasks that fail again meanwhile are not re-run in the same sweep.
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua).
 -- arg(1) type name  arg(2) until (ms)  arg(3) limit (1..1000)  arg(4) message
 -- Returns {tasks re-queued, tasks of the type that failed by `until` still left},
 -- or E_TYPE_NOT_FOUND.

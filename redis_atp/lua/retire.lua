@@ -3,7 +3,7 @@
 -- has passed. TTLs already do this for every task that ended under a positive
 -- timeret, so this finds tasks kept by an older setting; it also drops index
 -- entries of tasks Redis has already expired.
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua).
 -- arg(1) first bucket  arg(2) buckets to walk in this step
 -- Returns {next bucket (0: done), id, type, identifier, ...} of the tasks removed.
 local first, step = tonumber(arg(1)), tonumber(arg(2))

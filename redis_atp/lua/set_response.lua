@@ -2,7 +2,7 @@
 -- may store it while it owns the task, and after it ended the task itself (the
 -- seed's WCS-T handler calls setSuccess, then storeResponse), until the task is
 -- claimed again or recovered.
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua).
 -- arg(1) task id  arg(2) run token ('' = unfenced)  arg(3) response bytes
 -- arg(4) response type ('str' or 'bytes')  arg(5) MIME type  arg(6) '1': only if the
 -- task has no response yet (a handler's return value: what it stored wins)

@@ -2,7 +2,7 @@
 -- an ACCEPTED task starts too (the seed's daemon starts tasks from a local queue, and a
 -- zombie sweep may have re-enqueued one meanwhile): it leaves the queue, so it cannot
 -- run again from its old queue entry.
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua).
 -- arg(1) task id  arg(2) run token ('' = unfenced)  arg(3) message
 -- Returns {type, identifier, handler, input}, or E_TASK_NOT_FOUND,
 -- {E_STALE, run, status}, {E_INVALID_TRANSITION, status} (a finished task).

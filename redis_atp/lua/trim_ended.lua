@@ -1,7 +1,7 @@
 -- trim_ended.lua: housekeeping's step over the indexes of ended tasks: entries of tasks
 -- that Redis expired (their retention passed) are dropped, oldest first. For each type
 -- with a positive timeret it looks at entries older than that, at most `limit` in all.
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua).
 -- arg(1) limit (entries looked at per call, 1..1000)
 -- Returns {entries dropped, 1 if the limit stopped it (call again) else 0}.
 local limit = tonumber(arg(1))

@@ -2,7 +2,7 @@
 -- first..last looking for tasks of the type; the step that reaches the last
 -- bucket in use (from the seq counter) removes the type itself, atomically with
 -- that final check, so no task enqueued meanwhile is missed.
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua).
 -- arg(1) type name  arg(2) force ('1': delete the type's tasks)  arg(3) first bucket
 -- arg(4) buckets to walk in this step  arg(5) '1': only check (a sharded namespace
 -- checks every shard before removing the type from any)

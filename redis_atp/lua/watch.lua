@@ -4,7 +4,7 @@
 -- and a signal left from an earlier end of a re-run task is dropped. The waiter then
 -- blocks on that list and, woken or not, calls this again: it cannot miss an end
 -- that came before or during its wait.
--- KEYS[1..7], ARGV[1..15]: the common convention (_prelude.lua).
+-- KEYS[1], ARGV[1..4]: the common convention (_prelude.lua).
 -- arg(1) task id
 -- Returns {status, 1} for an ended task, {status, 0, done list key} for one to wait
 -- for, or E_TASK_NOT_FOUND.

@@ -43,8 +43,8 @@ def register_task_type(ns: Namespace, identifier: str, handler: Handler, timeout
             validate.hard_timeout(hard_timeout))
     if not ns.checked:
         yield from ns.check(registering=True)
-    for shard, keys in enumerate(ns.shard_keys):
-        yield ns.call("register_type", *args, shard=shard, extra_keys=(keys.typeseq,))
+    for shard in range(ns.shards):
+        yield ns.call("register_type", *args, shard=shard)
 
 
 def unregister_task_type(ns: Namespace, identifier: str, force: bool = False) -> Op[None]:

@@ -71,23 +71,13 @@ class Namespace:
         self._limit_to_set = max_queue_size
         self._events_to_set = max_events
         self._rotation = 0
-        self._heads: list[tuple[int, list[Any]]] = []
-        for keys in self.shard_keys:
-            fixed = keys.script_keys()
-            self._heads.append((len(fixed), [*fixed, *keys.script_prefixes(), str(max_log_records),
-                                             str(shards), str(keys.shard), *keys.script_extra_keys()]))
+        self._heads = [(1, *keys.script_head(), str(max_log_records), str(shards), str(keys.shard))
+                       for keys in self.shard_keys]
 
     # ------------------------------------------------------------------ requests
-    def call(self, name: str, *args: Any, shard: int = 0, extra_keys: tuple[str, ...] = (),
-             before: Command | None = None) -> ScriptCall:
-        """Script ``name`` on ``shard`` with the common KEYS/ARGV head (see ``lua/_prelude.lua``),
-        then ``extra_keys`` and ``args``."""
-        n, head = self._heads[shard]
-        if extra_keys:
-            argv = (n + len(extra_keys), *head[:n], *extra_keys, *head[n:], *args)
-        else:
-            argv = (n, *head, *args)
-        return ScriptCall(script(name), argv, before)
+    def call(self, name: str, *args: Any, shard: int = 0, before: Command | None = None) -> ScriptCall:
+        """Script ``name`` on ``shard``: the common head (see ``lua/_prelude.lua``), then ``args``."""
+        return ScriptCall(script(name), self._heads[shard] + args, before)
 
     def each_shard(self, *command: Any, key: str) -> Batch:
         """``command`` once per shard on its key ``key`` (an attribute of :class:`Keys`)."""

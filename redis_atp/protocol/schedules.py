@@ -118,11 +118,6 @@ def _schedule(ns: Namespace, name: str, raw: bytes, due: float | None, last: byt
                     next_run=None if due is None else _utc(int(due)), last_task=None if last is None else text(last))
 
 
-def _keys(ns: Namespace) -> tuple[str, str, str]:
-    k = ns.keys
-    return (k.schedules, k.schedule_due, k.schedule_last)
-
-
 def add_schedule(ns: Namespace, name: str, type: str, cron: str | None = None, every: float | None = None,
                  input: Any = None, tz: str = "UTC", overlap: str = "skip", misfire: str = "skip") -> Op[Schedule]:
     spec = _spec(ns, name, type, cron, every, input, tz, overlap, misfire)
@@ -132,13 +127,13 @@ def add_schedule(ns: Namespace, name: str, type: str, cron: str | None = None, e
     if (yield Command("HGET", ns.keys.types, type)) is None:
         raise error_for_code(Code.TYPE_NOT_FOUND, f"task type {type!r}")
     raw = json.dumps(spec, separators=(",", ":"))
-    yield ns.call("schedule_set", name, raw, _ms(first), extra_keys=_keys(ns))
+    yield ns.call("schedule_set", name, raw, _ms(first))
     return _schedule(ns, name, raw.encode(), _ms(first), None)
 
 
 def remove_schedule(ns: Namespace, name: str) -> Op[bool]:
     check_text("schedule name", name)
-    return bool((yield from call(ns, ns.call("schedule_set", name, "", "", extra_keys=_keys(ns)))))
+    return bool((yield from call(ns, ns.call("schedule_set", name, "", ""))))
 
 
 def list_schedules(ns: Namespace) -> Op[list[Schedule]]:
@@ -199,8 +194,7 @@ def run_due(ns: Namespace, now: datetime | None = None,
                 pass  # this tick's task exists: another worker got here first
             except QueueFull:
                 continue  # stays due: the next round tries again
-        moved = yield ns.call("schedule_next", name, int(score), _ms(next_tick(spec, now)), ident or "",
-                              extra_keys=_keys(ns))
+        moved = yield ns.call("schedule_next", name, int(score), _ms(next_tick(spec, now)), ident or "")
         if moved:
             done.append((text(name), ident))
     return done

@@ -30,8 +30,8 @@ def handler(task_status: TaskStatus, payload: Payload) -> None:
 
 class RedisATPAdapter(Adapter):
     name = "redis_atp"
-    bulk_api = ("Tracker.enqueue_many([(type, identifier, payload), ...], chunk=1000) "
-                "(one enqueue EVALSHA per batch of 1000)")
+    bulk_api = ("Tracker.enqueue_many([(type, identifier, payload), ...]) (one enqueue EVALSHA per 200 "
+                "tasks, the default chunk, streamed on one connection)")
 
     def setup(self) -> None:
         self.tracker = Tracker(redis.Redis.from_url(self.url), namespace=NAMESPACE, max_queue_size=0)
@@ -43,7 +43,7 @@ class RedisATPAdapter(Adapter):
 
     def enqueue_bulk(self, payloads: list[Payload]) -> None:
         items = [(TASK_TYPE, str(next(self.ids)), p) for p in payloads]
-        for res in self.tracker.enqueue_many(items, chunk=len(items)):
+        for res in self.tracker.enqueue_many(items):
             if isinstance(res, RedisATPError):
                 raise res
 
