@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test,demo,hiredis]"
+	$(BIN)/pip install -q -e ".[test,demo,hiredis,metrics]"
 	touch $(STAMP)
 
 test: $(STAMP)

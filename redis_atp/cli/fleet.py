@@ -6,8 +6,13 @@ import argparse
 import logging
 import os
 import re
+import sys
 from collections.abc import Sequence
+from functools import partial
+from importlib.util import find_spec
 
+from ..daemon import metrics
+from ..daemon.process import worker_tracker
 from ..worker import Supervisor, WorkerConfig
 from .common import UsageError
 
@@ -39,8 +44,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
                           threads=args.threads, paths=tuple(args.path), allow=allow, burst=args.burst,
                           grace=args.grace, cancel_grace=args.cancel_grace,
                           heartbeat=args.heartbeat, wait_for_redis=max(0.0, args.wait_for_redis),
-                          serializer=args.serializer, concurrency=args.concurrency)
-    return Supervisor(config).run()
+                          serializer=args.serializer, concurrency=args.concurrency,
+                          metrics_port=args.metrics_port, metrics_host=args.metrics_host)
+    if config.metrics_port is not None and find_spec("prometheus_client") is None:
+        print("redis-atp: error: --metrics-port needs prometheus_client: pip install 'redis-atp[metrics]'",
+              file=sys.stderr)
+        return 2
+    supervisor = Supervisor(config)
+    try:
+        server = metrics.serve(config, supervisor.child_pids, partial(worker_tracker, config))
+    except OSError as exc:
+        print(f"redis-atp: error: cannot serve metrics on {config.metrics_host}:{config.metrics_port}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    with server:
+        return supervisor.run()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -167,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait up to SECONDS for Redis at start (default: fail at once)")
     w.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="INFO logs one line per task start and end (default INFO)")
+    w.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics of the fleet here")
+    w.add_argument("--metrics-host", default="127.0.0.1", help="address of --metrics-port (default 127.0.0.1)")
     w.set_defaults(func=None, run=cmd_worker)
 
     d = sub.add_parser("demo", help="run a demo fleet on an embedded (or given) Redis",

@@ -52,6 +52,10 @@ class WorkerConfig:
     #: Seconds a cancelled task's handler gets to stop on its own (its next
     #: ``TaskStatus`` call raises ``TaskCancelled``) before its process is stopped.
     cancel_grace: float = 5.0
+    #: Port of the supervisor's Prometheus ``/metrics`` (None: no metrics, no cost).
+    metrics_port: int | None = None
+    #: Address the metrics port binds to.
+    metrics_host: str = "127.0.0.1"
 
 
 def mask_url(url: str) -> str:

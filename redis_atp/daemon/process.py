@@ -26,6 +26,7 @@ from ..protocol import tasks as task_ops
 from ..status import Status
 from ..taskstatus import TaskStatus
 from ..validate import clean_text
+from . import metrics
 from .aioloop import AsyncHandlers
 from .config import WorkerConfig, worker_client_options
 from .fleet import Fleet, slot_ids
@@ -157,12 +158,13 @@ class WorkerProcess:
         now = time.monotonic()
         for (tid, (owner, task)), flag, limit in zip(runs.items(), flags, limits, strict=True):
             if flag and now - self.cancelled_at.setdefault(tid, now) >= self.config.cancel_grace:
+                metrics.hooks.cancelled(task, self.started_at.get(tid, now))
                 self._stop(owner, task, "cancelled, its handler did not stop")
             elif not flag and limit and now - self.started_at.get(tid, now) > limit:
                 others = [t for t, (o, _) in runs.items() if o == owner and t != tid]
                 try:
-                    self.fleet.release(owner, others, f"hard timeout: the run passed {limit:g}s; killed",
-                                       restart=True)
+                    metrics.hooks.recovered(self.fleet.release(owner, others, f"hard timeout: the run passed "
+                                                               f"{limit:g}s; killed", restart=True), "hard_timeout")
                 except redis.RedisError:
                     continue  # the next look tries again
                 self._stop(owner, task, f"past its hard timeout of {limit:g}s")
@@ -255,6 +257,7 @@ class WorkerProcess:
                 tasks = step.tasks
                 if ended:
                     ended.report(step.ending)
+                    metrics.hooks.ended(ended, step.ending)
                     ended = None
                 if not tasks:
                     if step.ready:
@@ -290,6 +293,7 @@ class WorkerProcess:
         """Run a started task's handler; returns how the run ended (None: the run lost its
         task, handed it back after a connection failure, or went to the event loop)."""
         started = self.started_at[task.task_id] = time.monotonic()
+        metrics.hooks.started(task)
         log.info("task start id=%d type=%s identifier=%s", task.task_id, task.type, task.identifier)
         prepared = self.prepare(task, started)
         if isinstance(prepared, Ended):
@@ -334,6 +338,7 @@ class WorkerProcess:
         (``StaleTask``) or Redis could not serve its calls (then it is handed back
         uncharged); otherwise FAILED with the error."""
         if isinstance(exc, TaskCancelled):
+            metrics.hooks.cancelled(task, started)
             log.info("task cancelled id=%d type=%s identifier=%s: its handler stopped", task.task_id, task.type,
                      task.identifier)
             return None
@@ -367,3 +372,4 @@ class WorkerProcess:
         code = self._retry(lambda: self.claims.end_run(ended.args()))
         if code is not None:
             ended.report(code)
+            metrics.hooks.ended(ended, code)

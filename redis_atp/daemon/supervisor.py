@@ -21,6 +21,7 @@ from typing import Any
 
 import redis
 
+from . import metrics
 from .config import WorkerConfig, mask_url
 from .fleet import Fleet
 from .process import CANCEL_EXIT, CHILD_SIGNALS, WorkerProcess, worker_tracker
@@ -152,6 +153,10 @@ class Supervisor:
             for child in [c for c in self.children if not c.process.is_alive()]:
                 self._exited(child)
 
+    def child_pids(self) -> list[int]:
+        """The pids of the live worker processes (the metrics' process figures)."""
+        return [c.process.pid for c in self.children if c.process.pid]
+
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.signals += 1
 
@@ -203,6 +208,8 @@ class Supervisor:
             if recovered is None:
                 return
             self.pending_reaps.pop(0)
+            if charged:
+                metrics.hooks.recovered(recovered, "worker_exited")
             for tid, t, ident, status in recovered:
                 log.warning("task recovered id=%d type=%s identifier=%s status=%s (worker %s exited)",
                             tid, t, ident, status.name, worker_id)
@@ -222,6 +229,8 @@ class Supervisor:
         done = fleet.housekeeping(self.config.housekeeping)
         if done:
             dead, zombies, retired, ticks = done
+            metrics.hooks.recovered(dead, "heartbeat_lost")
+            metrics.hooks.recovered(zombies, "timeout")
             for name, created in ticks:
                 log.info("schedule %s: %s", name, f"created {created}" if created else "tick skipped")
             for tid, t, ident, status in dead:
