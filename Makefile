@@ -4,12 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test demo bench chaos soak lint clean
+.PHONY: test demo dashboard bench chaos soak lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test,demo,hiredis,metrics]"
+	$(BIN)/pip install -q -e ".[test,demo,hiredis,dashboard]"
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -17,6 +17,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/redis-atp demo $(DEMO_ARGS)
+
+# the demo fleet with the dashboard on a loopback port (its URL and token are printed); Ctrl-C stops
+dashboard: $(STAMP)
+	$(BIN)/redis-atp demo --dashboard $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/pip install -q ruff mypy

@@ -23,13 +23,16 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from .client import Tracker
 from .connection import client_from_url
 from .taskstatus import TaskStatus
+
+if TYPE_CHECKING:
+    from .dashboard.launch import Launched
 
 __all__ = ["handle", "run_demo"]
 
@@ -107,15 +110,20 @@ def _wait_ready(url: str) -> None:
             time.sleep(0.05)
 
 
-def run_demo(url: str | None, namespace: str, tasks: int, processes: int, embedded: str, keep: bool) -> int:
-    """Run the demo; returns the exit code."""
+def run_demo(url: str | None, namespace: str, tasks: int, processes: int, embedded: str, keep: bool,
+             dashboard: bool = False) -> int:
+    """Run the demo; returns the exit code. ``dashboard``: serve the dashboard on a
+    loopback port meanwhile, and keep the fleet running (with a trickle of new tasks)
+    until Ctrl-C."""
     if url:
-        return _run(url, f"Redis at {url}", namespace, tasks, processes, keep=False, embedded=False)
+        return _run(url, f"Redis at {url}", namespace, tasks, processes, keep=False, embedded=False,
+                    dashboard=dashboard)
     with embedded_redis(embedded) as (eurl, what):
-        return _run(eurl, what, namespace, tasks, processes, keep, embedded=True)
+        return _run(eurl, what, namespace, tasks, processes, keep, embedded=True, dashboard=dashboard)
 
 
-def _run(url: str, where: str, namespace: str, tasks: int, processes: int, keep: bool, embedded: bool) -> int:
+def _run(url: str, where: str, namespace: str, tasks: int, processes: int, keep: bool, embedded: bool,
+         dashboard: bool = False) -> int:
     tracker = Tracker(client_from_url(url), namespace, max_queue_size=0)
     print(f"redis-atp demo: {tasks} tasks, {processes} worker processes, namespace {namespace!r}, {where}")
     if any(t.name == TYPE for t in tracker.list_task_types()):
@@ -128,9 +136,15 @@ def _run(url: str, where: str, namespace: str, tasks: int, processes: int, keep:
     fleet = subprocess.Popen([sys.executable, "-m", "redis_atp", "worker", "--url", url, "--namespace", namespace,
                               "-n", str(processes), "--allow", __name__, "--log-level", "WARNING"],
                              stdout=log, stderr=subprocess.STDOUT)
+    board = _dashboard(url, namespace) if dashboard else None
     try:
         elapsed = _progress(tracker, tasks, fleet)
+        if board:
+            _trickle(tracker, board.url)
+            return 0  # Ctrl-C also stopped an embedded Redis: no summary to read
     finally:
+        if board:
+            board.close()
         fleet.send_signal(signal.SIGTERM)
         code = fleet.wait(60)
         log.close()
@@ -207,3 +221,29 @@ def _summary(tracker: Tracker, namespace: str, url: str, counts: dict[str, int],
     type_key = tracker.keys.type(int(tracker.client.hget(tracker.keys.types, TYPE) or 0))
     print(f"  redis-cli -h {host} -p {port} HGETALL '{type_key}'")
     print(f"  redis-cli -h {host} -p {port} LRANGE '{tracker.keys.queue}' 0 9")
+
+
+def _dashboard(url: str, namespace: str) -> Launched:
+    """The dashboard on a free loopback port, actions behind a fresh token (printed)."""
+    import secrets
+
+    from .dashboard.launch import launch
+
+    token = secrets.token_urlsafe(12)
+    board = launch(url, namespace, "--token", token, "--hours", "1")
+    print(f"dashboard: {board.url}  (token for actions: {token})", flush=True)
+    return board
+
+
+def _trickle(tracker: Tracker, board_url: str) -> None:
+    """Keep the fleet busy for the dashboard: a few new tasks a second until Ctrl-C."""
+    print(f"\nthe fleet keeps running with a few new tasks a second: open {board_url} ; Ctrl-C stops", flush=True)
+    n = 0
+    try:
+        while True:
+            batch = [(TYPE, f"live-{n + i}", {"n": 1 + (n + i) % 500}) for i in range(5)]
+            tracker.enqueue_many(batch)
+            n += len(batch)
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass

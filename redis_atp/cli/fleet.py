@@ -64,4 +64,5 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
-    return run_demo(args.url, args.namespace, args.tasks, args.processes, args.embedded, args.keep)
+    return run_demo(args.url, args.namespace, args.tasks, args.processes, args.embedded, args.keep,
+                    args.dashboard)

@@ -11,6 +11,7 @@ from ..client import Tracker
 from ..worker import DEFAULT_CONCURRENCY
 from .common import _duration, _env_list, _moment, _positive, _version
 from .control import cmd_events, cmd_ls, cmd_pause, cmd_resume
+from .dashboard import add_dashboard_parser
 from .fleet import cmd_demo, cmd_worker
 from .namespace import cmd_config, cmd_info, cmd_retire, cmd_schedules, cmd_types, cmd_zombies
 from .tasks import cmd_cancel, cmd_delete, cmd_enqueue, cmd_key, cmd_requeue, cmd_response, cmd_show, cmd_wait
@@ -183,5 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
                    default=os.environ.get("REDIS_ATP_DEMO_EMBEDDED", "auto"),
                    help="Redis to start when no --url/$REDIS_ATP_URL is given (default: auto)")
     d.add_argument("--keep", action="store_true", help="keep the embedded Redis running after the summary")
+    d.add_argument("--dashboard", action="store_true",
+                   help="serve the dashboard on a loopback port meanwhile and keep the fleet running until Ctrl-C")
     d.set_defaults(func=None, run=cmd_demo)
+    add_dashboard_parser(sub, common)
     return parser
