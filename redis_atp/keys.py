@@ -74,15 +74,17 @@ key                             type    contents
 ``atp:{NS}:type:<n>:finished``  zset    id -> time (ms) it ended, of each FINISHED task of the
 ``atp:{NS}:type:<n>:failed``            type (FAILED: ``failed``): ``list_tasks`` reads them;
                                         entries of expired tasks are dropped by housekeeping
-                                        and by the reads that meet them
+                                        and by the reads that meet them; ``finished`` keeps
+                                        the newest 100,000
 ``atp:{NS}:type:<n>:parked``    list    queue entries of the type's ACCEPTED tasks taken out of
                                         the queue while the type is paused; resuming puts them
                                         back at the head of the queue
 ``atp:{NS}:paused``             hash    ``all`` (the namespace is paused), ``t:<type>`` (that type
                                         is), ``parked`` (tasks in parked lists); absent: nothing
                                         paused (claims then pay nothing for pausing)
-``atp:{NS}:minute:<m>``         hash    per minute m (unix time // 60): ``finished failed`` runs
-                                        that ended in it, and housekeeping's samples ``ready
+``atp:{NS}:minute:<m>``         hash    per minute m (unix time // 60), housekeeping's last sample
+                                        in it: ``finished_total failed_total`` (the types'
+                                        counters: their growth is the throughput) and ``ready
                                         delayed live`` (queue and live tasks); kept 48 hours
 ``atp:{NS}:events``             stream  one entry per status change (``task type ident status
                                         msg``), capped near ``max_events`` (a ``config`` field,
@@ -113,7 +115,7 @@ from functools import lru_cache
 from .errors import InvalidInput
 
 __all__ = ["Keys", "LUA_NAMES", "lua_suffixes", "IDS_PER_BUCKET", "DEFAULT_QUEUE_LIMIT", "DEFAULT_MAX_EVENTS",
-           "EVENT_MESSAGE_BYTES", "check_text"]
+           "EVENT_MESSAGE_BYTES", "FINISHED_LISTED", "check_text"]
 
 #: Task ids per id-bucket hash (``atp:{NS}:ids:<id // 100>``); the Lua prelude gets it too.
 IDS_PER_BUCKET = 100
@@ -124,6 +126,9 @@ DEFAULT_QUEUE_LIMIT = 64
 DEFAULT_MAX_EVENTS = 10_000
 #: An event carries at most this many bytes of its log message (the log has all of it).
 EVENT_MESSAGE_BYTES = 200
+#: A type's index of FINISHED tasks keeps the newest this many per shard (housekeeping
+#: trims it): lists show those; FAILED tasks are all indexed, for ``requeue_failed``.
+FINISHED_LISTED = 100_000
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 #: Longest type name, identifier or server id, in UTF-8 bytes.
@@ -251,7 +256,7 @@ class Keys:
         return f"{self.type_prefix}{number}:{'finished' if status == 5 else 'failed'}"
 
     def minute(self, minute: int) -> str:
-        """The figures of one minute (``unix time // 60``): runs ended, queue samples."""
+        """The sample of one minute (``unix time // 60``): counters and queue sizes."""
         return f"{self.minute_prefix}{minute}"
 
     def parked(self, number: int | str) -> str:
@@ -286,7 +291,7 @@ LUA_NAMES = {
     "K_LEVELS": "levels", "K_CONFIG": "config", "K_EVENTS": "events", "K_PAUSED": "paused",
     "K_SCHEDULES": "schedules", "K_SCHEDULE_DUE": "schedule_due", "K_SCHEDULE_LAST": "schedule_last",
     "P_TASK": "task_prefix", "P_IDS": "ids_prefix", "P_TYPE": "type_prefix", "P_OWNED": "owned_prefix",
-    "P_MAILBOX": "mailbox_prefix", "P_LEVEL": "level_prefix", "P_MINUTE": "minute_prefix",
+    "P_MAILBOX": "mailbox_prefix", "P_LEVEL": "level_prefix",
 }
 
 

@@ -21,7 +21,14 @@ from functools import cache
 from importlib.resources import files
 
 from .errors import Code
-from .keys import DEFAULT_MAX_EVENTS, DEFAULT_QUEUE_LIMIT, EVENT_MESSAGE_BYTES, IDS_PER_BUCKET, lua_suffixes
+from .keys import (
+    DEFAULT_MAX_EVENTS,
+    DEFAULT_QUEUE_LIMIT,
+    EVENT_MESSAGE_BYTES,
+    FINISHED_LISTED,
+    IDS_PER_BUCKET,
+    lua_suffixes,
+)
 from .status import Status
 
 __all__ = ["Script", "SCRIPT_NAMES", "script"]
@@ -43,6 +50,7 @@ def _constants() -> str:
     lines.append(f"local DEFAULT_QUEUE_LIMIT = {DEFAULT_QUEUE_LIMIT}")
     lines.append(f"local DEFAULT_MAX_EVENTS = {DEFAULT_MAX_EVENTS}")
     lines.append(f"local EVENT_MESSAGE_BYTES = {EVENT_MESSAGE_BYTES}")
+    lines.append(f"local FINISHED_LISTED = {FINISHED_LISTED}")
     lines.append("local P = ARGV[1]  -- the shard's key prefix")
     return "\n".join(lines) + "\n"
 

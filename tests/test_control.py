@@ -473,3 +473,51 @@ def test_async_events_iterate(real_tracker: Tracker, redis_url: str) -> None:
         async with AsyncTracker.from_url(redis_url, real_tracker.namespace) as at:
             return [e.identifier async for e in at.events(since="0", block=0.1)]
     assert asyncio.run(main()) == ["x"]
+
+
+def test_minute_stats_are_the_growth_of_the_counters_housekeeping_samples(tracker: Tracker) -> None:
+    tracker.register_task_type("a", HANDLER)
+    for i in range(3):
+        tracker.enqueue_task("a", f"x{i}", i)
+    for run in runs(tracker, "w", count=2):
+        run.setSuccess()
+    tracker.enqueue_task("a", "later", 0, delay=60)
+    before = int(tracker.client.time()[0]) // 60
+    Fleet(tracker).housekeeping(interval=0.01)  # samples this minute
+    now = int(tracker.client.time()[0]) // 60
+    sample = tracker.client.hgetall(tracker.keys.minute(now)) or tracker.client.hgetall(tracker.keys.minute(before))
+    assert {k.decode(): int(v) for k, v in sample.items()} == {
+        "finished_total": 2, "failed_total": 0, "ready": 1, "delayed": 1, "live": 0}
+    keys = tracker.keys
+    for _ in range(2):  # again if the minute turned meanwhile
+        now = int(tracker.client.time()[0]) // 60
+        tracker.client.delete(keys.minute(now), keys.minute(now - 1))
+        tracker.client.hset(keys.minute(now), mapping={"finished_total": 7, "failed_total": 1, "ready": 4})
+        tracker.client.hset(keys.minute(now - 2), mapping={"finished_total": 3, "failed_total": 1})
+        tracker.client.hset(keys.minute(now - 3), mapping={"finished_total": 1, "failed_total": 0, "live": 2})
+        stats = tracker.minute_stats(4)
+        if int(stats[-1][0].timestamp()) // 60 == now:
+            break
+    assert [int(m.timestamp()) // 60 for m, _ in stats] == [now - 3, now - 2, now - 1, now]
+    assert [f for _, f in stats] == [{"live": 2}, {"finished": 2, "failed": 1}, {}, {"finished": 4, "failed": 0,
+                                                                                    "ready": 4}]
+    with pytest.raises(InvalidInput):
+        tracker.minute_stats(0)
+
+
+def test_housekeeping_keeps_the_newest_finished_entries_listed(real_tracker: Tracker) -> None:
+    from redis_atp.keys import FINISHED_LISTED
+
+    t = real_tracker
+    t.register_task_type("a", HANDLER)
+    index = t.keys.ended(t.client.hget(t.keys.types, "a").decode(), Status.FINISHED)
+    pipe = t.client.pipeline(transaction=False)
+    for start in range(0, FINISHED_LISTED + 1500, 10_000):  # the index as a long-kept type's would be
+        pipe.zadd(index, {str(i): 1_000_000 + i for i in range(start, min(start + 10_000, FINISHED_LISTED + 1500))})
+    pipe.execute()
+    Fleet(t).housekeeping(interval=0.01)  # one round trims at most 1,000
+    assert t.client.zcard(index) == FINISHED_LISTED + 500
+    time.sleep(0.02)  # past the round's lock
+    Fleet(t).housekeeping(interval=0.01)
+    assert t.client.zcard(index) == FINISHED_LISTED
+    assert t.client.zrange(index, 0, 0) == [b"1500"]  # the oldest went

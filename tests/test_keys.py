@@ -35,7 +35,7 @@ def test_full_lifecycle_keys_share_one_slot_and_prefix(tracker: Tracker) -> None
     assert {key_slot(k) for k in keys} == {key_slot(prefix + b"queue")}
     kinds = {k[len(prefix):].split(b":")[0] for k in keys}
     assert kinds == {b"seq", b"config", b"queue", b"queued", b"wake", b"types", b"typeseq", b"type", b"t", b"ids",
-                     b"owned", b"events", b"minute"}
+                     b"owned", b"events"}
 
 
 def test_namespaces_do_not_see_each_other(client: object, namespace: str) -> None:

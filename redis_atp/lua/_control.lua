@@ -1,6 +1,5 @@
 -- _control.lua: what the control features add to every status change, prepended after
--- _prelude.lua: the events stream, per-minute counts, the per-type indexes of ended
--- tasks, and pausing.
+-- _prelude.lua: the events stream, the per-type indexes of ended tasks, and pausing.
 
 -- Events: every status change appends {task, type, ident, status, msg} to K_EVENTS,
 -- capped near the namespace's max_events (config; absent: DEFAULT_MAX_EVENTS; 0: off,
@@ -17,14 +16,6 @@ emit = function(t, code, msg)
   local id = redis.call('XADD', K_EVENTS, '*', 'task', istr(t.id), 'type', t.type, 'ident', t.ident,
                         'status', code, 'msg', msg)
   if string.sub(id, -2) == '-0' then redis.call('XTRIM', K_EVENTS, 'MAXLEN', '~', events_cap) end
-end
-
--- Runs that ended FINISHED or FAILED, per minute (the dashboard's throughput), kept 48 h.
-count_minute = function(now, code)
-  local key = P_MINUTE .. istr(math.floor(now / 60000))
-  if redis.call('HINCRBY', key, code == S_FINISHED and 'finished' or 'failed', 1) == 1 then
-    redis.call('PEXPIRE', key, 172800000)  -- the key's first count (or its field's: one more is harmless)
-  end
 end
 
 -- The index of a type's FINISHED or FAILED tasks: id -> time it ended (ms).

@@ -272,7 +272,6 @@ end
 local offer  -- defined below: a task that became ACCEPTED goes to a waiter or the queue
 local promote  -- defined below: due delayed tasks join the queue
 local emit  -- defined in _control.lua: an event for a status change
-local count_minute  -- defined in _control.lua: a run ended, counted in its minute
 local index_end  -- defined in _control.lua: a task enters or leaves its type's ended index
 
 -- Moves task `t` (of type `ty`) to status `new`, keeping every index in step:
@@ -301,7 +300,6 @@ local function set_status(t, ty, new, now, msg, via, via_msg)
   append_log(t, new, now, msg, via, via_msg)
   emit(t, new, msg)  -- one event, also for a claim that starts its task (passing SCHEDULED)
   if ty.key and (is_terminal(new) or is_terminal(old)) then index_end(t, ty, old, new, now) end
-  if is_terminal(new) and not is_terminal(old) then count_minute(now, new) end
   if t.watch and is_terminal(new) then signal_end(t, new) end
   if is_terminal(new) then
     local was_pinned = not is_terminal(old) or redis.call('PTTL', t.key) == -1

@@ -172,36 +172,50 @@ def trim_ended(ns: Namespace, shard: int, limit: int = 1000) -> Op[int]:
 MINUTES_KEPT = 48 * 60
 
 
+_SAMPLED = ("finished_total", "failed_total", "ready", "delayed", "live")
+
+
 def sample_minute(ns: Namespace) -> Op[None]:
-    """Housekeeping's sample of this minute's queue (``ready``, ``delayed``) and live
-    tasks (``live``), beside the runs the scripts count in it, for the dashboard's charts."""
+    """Housekeeping's sample of this minute, for the dashboard's charts: the types'
+    ``finished_total`` and ``failed_total`` counters (their growth from one minute to
+    the next is the throughput: nothing is counted on the scripts' hot path), the queue
+    (``ready``, ``delayed``) and the live tasks (``live``). The last sample of a minute stays."""
     counts = yield from reads.get_queue_counts(ns)
-    live = sum(t.counts["scheduled"] + t.counts["running"] + t.counts["paused"]
-               for t in (yield from reads.list_task_types(ns)))
+    types = yield from reads.list_task_types(ns)
+    totals = {c: sum(t.counts[c] for t in types) for c in ("finished_total", "failed_total")}
+    live = sum(t.counts["scheduled"] + t.counts["running"] + t.counts["paused"] for t in types)
     secs, _ = yield Command("TIME")
     key = ns.keys.minute(int(secs) // 60)
-    yield Batch([Command("HSET", key, "ready", counts["ready"], "delayed", counts["delayed"], "live", live),
+    yield Batch([Command("HSET", key, *(x for kv in {**totals, "ready": counts["ready"], "delayed": counts["delayed"],
+                                                       "live": live}.items() for x in kv)),
                  Command("EXPIRE", key, MINUTES_KEPT * 60)])
 
 
 def minutes(ns: Namespace, count: int) -> Op[list[tuple[datetime, dict[str, int]]]]:
     """The figures of the last ``count`` minutes, oldest first: runs ``finished`` and
-    ``failed`` in each, and the last ``ready``, ``delayed``, ``live`` sample (absent: none)."""
+    ``failed`` in each (the growth of the counters since the last sample before it),
+    and that minute's last ``ready``, ``delayed``, ``live`` sample; a figure with no
+    sample (no worker ran housekeeping) is absent."""
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MINUTES_KEPT:
         raise InvalidInput(f"count must be an int from 1 to {MINUTES_KEPT}, not {count!r:.80}")
     if not ns.checked:
         yield from ns.check()
     secs, _ = yield Command("TIME")
     now = int(secs) // 60
-    span = range(now - count + 1, now + 1)
-    replies = yield Batch([Command("HGETALL", keys.minute(m)) for m in span for keys in ns.shard_keys])
-    out = []
-    for i, m in enumerate(span):
-        merged: dict[str, int] = {}
-        for flat in replies[i * ns.shards:(i + 1) * ns.shards]:
-            for field, value in flat.items():
-                merged[text(field)] = merged.get(text(field), 0) + int(value)
-        out.append((_from_ms(m * 60_000), merged))
+    span = range(now - count, now + 1)  # one minute more: the sample the first delta starts from
+    replies = yield Batch([Command("HMGET", ns.keys.minute(m), *_SAMPLED) for m in span])
+    out: list[tuple[datetime, dict[str, int]]] = []
+    last: dict[str, int] = {}
+    for m, values in zip(span, replies, strict=True):
+        got = {k: int(v) for k, v in zip(_SAMPLED, values, strict=True) if v is not None}
+        figures: dict[str, int] = {k: got[k] for k in ("ready", "delayed", "live") if k in got}
+        for total, name in (("finished_total", "finished"), ("failed_total", "failed")):
+            if total in got:
+                if total in last:
+                    figures[name] = max(0, got[total] - last[total])
+                last[total] = got[total]
+        if m > span[0]:
+            out.append((_from_ms(m * 60_000), figures))
     return out
 
 
