@@ -54,9 +54,9 @@ def _label(value: float) -> str:
 
 def line_chart(title: str, minutes: Minutes, fields: list[tuple[str, str, str]],
                sampled: bool = False) -> Chart:
-    """A chart of ``fields`` (``(field, label, css class)``) over ``minutes``. Counted
-    fields are 0 in a minute without any; ``sampled`` fields (queue depth, taken by
-    workers' housekeeping) are missing there instead, and their line breaks."""
+    """A chart of ``fields`` (``(field, label, css class)``) over ``minutes``. A minute
+    without a field counts 0, or, for ``sampled`` fields (taken by workers'
+    housekeeping, absent while none ran), breaks the line."""
     n = len(minutes)
     values = [[m.get(f) if sampled else m.get(f, 0) for _, m in minutes] for f, _, _ in fields]
     top = _nice_max(max((v for vs in values for v in vs if v is not None), default=0))
