@@ -7,15 +7,15 @@
 -- The stream is trimmed by the first event of each millisecond (id '<ms>-0'): at most
 -- a millisecond's events over the cap, and a burst pays for one trim, not one each.
 local events_cap
-emit = function(t, code, msg)
+emit = function(id, type_name, ident, code, msg)
   if not events_cap then
     events_cap = tonumber(redis.call('HGET', K_CONFIG, 'max_events') or DEFAULT_MAX_EVENTS) or DEFAULT_MAX_EVENTS
   end
   if events_cap <= 0 then return end
   if #msg > EVENT_MESSAGE_BYTES then msg = string.sub(msg, 1, EVENT_MESSAGE_BYTES) end
-  local id = redis.call('XADD', K_EVENTS, '*', 'task', istr(t.id), 'type', t.type, 'ident', t.ident,
-                        'status', code, 'msg', msg)
-  if string.sub(id, -2) == '-0' then redis.call('XTRIM', K_EVENTS, 'MAXLEN', '~', events_cap) end
+  local entry = redis.call('XADD', K_EVENTS, '*', 'task', istr(id), 'type', type_name, 'ident', ident,
+                           'status', code, 'msg', msg)
+  if string.sub(entry, -2) == '-0' then redis.call('XTRIM', K_EVENTS, 'MAXLEN', '~', events_cap) end
 end
 
 -- The index of a type's FINISHED or FAILED tasks: id -> time it ended (ms).

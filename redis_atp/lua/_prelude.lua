@@ -298,7 +298,7 @@ local function set_status(t, ty, new, now, msg, via, via_msg)
     if not (is_terminal(old) and is_terminal(new)) then redis.call('HINCRBY', ty.key, COUNTER[new], 1) end
   end
   append_log(t, new, now, msg, via, via_msg)
-  emit(t, new, msg)  -- one event, also for a claim that starts its task (passing SCHEDULED)
+  emit(t.id, t.type, t.ident, new, msg)  -- one event, also for a claim that starts its task (passing SCHEDULED)
   if ty.key and (is_terminal(new) or is_terminal(old)) then index_end(t, ty, old, new, now) end
   if t.watch and is_terminal(new) then signal_end(t, new) end
   if is_terminal(new) then
@@ -330,7 +330,7 @@ local function forget(t)
   end
   if ty.key and not is_terminal(t.status) then redis.call('HINCRBY', ty.key, COUNTER[t.status], -1) end
   if ty.key and is_terminal(t.status) then index_end(t, ty, t.status, S_UNDEFINED, 0) end
-  emit(t, S_UNDEFINED, 'deleted')
+  emit(t.id, t.type, t.ident, S_UNDEFINED, 'deleted')
   local pinned = not is_terminal(t.status) or redis.call('PTTL', t.key) == -1
   if t.watch then signal_end(t, S_UNDEFINED) end  -- deleted: its waiters look again, and learn it
   redis.call('DEL', t.key)

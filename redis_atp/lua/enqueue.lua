@@ -50,12 +50,11 @@ for i = 1, n do
       entries[#entries + 1], entries[#entries + 2] = id, digest
       added[ty.key] = (added[ty.key] or 0) + 1
       out[i] = id
-      local t = {id = id, key = key, type = name, ident = ident, status = S_ACCEPTED, run = 0,
-                 restarts = 0, nlog = 1, nq = 0}
-      emit(t, S_ACCEPTED, msg)
+      emit(id, name, ident, S_ACCEPTED, msg)
       local handed = false
       if waiters and not paused(name) then
-        handed = hand_off(t, ty, now)
+        handed = hand_off({id = id, key = key, type = name, ident = ident, status = S_ACCEPTED, run = 0, restarts = 0,
+                           nlog = 1, nq = 0}, ty, now)
         waiters = handed  -- false: no waiter left
       end
       if prio then redis.call('HSET', key, 'prio', prio) end
