@@ -1,11 +1,13 @@
 """Runs core operations on a ``redis.asyncio`` client: the same requests as
-:mod:`redis_atp.io_sync`, awaited. Script calls on a plain client take a pooled
-connection for the call, outside redis-py's retrying ``execute_command``: a state
+:mod:`redis_atp.io_sync`, awaited. Script calls on a plain client go over connections
+this executor holds (taken from the client's pool once, given back to a short list
+of its own after each call), outside redis-py's retrying ``execute_command``: a state
 change whose reply was lost may have run and is never sent again blindly."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -13,6 +15,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 
+from .io_sync import IDLE_CHECK, _pack
 from .protocol.requests import TRANSIENT, Batch, BatchRounds, Command, Op, Request, ScriptCall, Sleep, command_of
 
 __all__ = ["AsyncIO"]
@@ -23,13 +26,44 @@ T = TypeVar("T")
 class AsyncIO:
     """Drives core operations (:data:`~redis_atp.protocol.Op`) on one ``redis.asyncio`` client."""
 
-    __slots__ = ("client", "_pool", "_cluster")
+    __slots__ = ("client", "_pool", "_cluster", "_idle")
 
     def __init__(self, client: Any) -> None:
         self.client = client
         direct = isinstance(client, Redis) and getattr(client, "connection", None) is None
         self._pool = client.connection_pool if direct else None
         self._cluster = isinstance(client, RedisCluster)
+        self._idle: list[tuple[Any, float]] = []  # held connections, each with when it was last used
+
+    async def _take(self) -> Any:
+        """A connection for one call: the one given back last (no pool lock, no health
+        probe), or, unused for ``IDLE_CHECK`` seconds, only if the server did not close
+        it meanwhile (a restart, ``CLIENT KILL``), or a new one from the pool."""
+        pool = self._pool
+        assert pool is not None
+        while self._idle:
+            conn, used = self._idle.pop()
+            try:
+                if conn.is_connected and (time.monotonic() - used < IDLE_CHECK
+                                          or not await conn.can_read()):
+                    return conn
+            except (OSError, *TRANSIENT):
+                pass
+            await self._drop(conn)
+        return await pool.get_connection()
+
+    def _give_back(self, conn: Any) -> None:
+        self._idle.append((conn, time.monotonic()))
+
+    async def _drop(self, conn: Any) -> None:
+        """A connection in an unknown state: disconnected and back to the pool, never reused as it is."""
+        assert self._pool is not None
+        await conn.disconnect(nowait=True)
+        await self._pool.release(conn)
+
+    @staticmethod
+    def _packed(conn: Any, commands: list[tuple[Any, ...]]) -> Any:
+        return [_pack(c) for c in commands] if _pack is not None else conn.pack_commands(commands)
 
     async def run(self, op: Op[T]) -> T:
         """Run ``op`` to its result, one request at a time; a connection error is thrown
@@ -85,15 +119,13 @@ class AsyncIO:
     async def _stream(self, requests: Iterable[Command | ScriptCall]) -> list[Any]:
         """A streamed :class:`Batch` (see ``SyncIO._stream``): each request written as
         soon as it is produced, the replies read at the end."""
-        pool = self._pool
-        assert pool is not None
-        conn = await pool.get_connection()
+        conn = await self._take()
         sent: list[Command | ScriptCall] = []
         replies: list[Any] = []
         try:
             try:
                 for request in requests:
-                    await conn.send_packed_command(conn.pack_command(*command_of(request)), check_health=False)
+                    await conn.send_packed_command(self._packed(conn, [command_of(request)]), check_health=False)
                     sent.append(request)
             finally:  # whatever was sent is answered, even if producing the next request failed
                 for _ in sent:
@@ -102,10 +134,9 @@ class AsyncIO:
                     except ResponseError as exc:
                         replies.append(exc)
         except BaseException:
-            await conn.disconnect(nowait=True)
+            await self._drop(conn)
             raise
-        finally:
-            await pool.release(conn)
+        self._give_back(conn)
         rounds = BatchRounds(Batch(sent))
         rounds.absorb(replies)
         return await self._rest(rounds)
@@ -132,21 +163,21 @@ class AsyncIO:
             if before is not None:
                 await self.client.execute_command(*before.args)
             return await self.client.execute_command(*command)
-        pool = self._pool
-        conn = await pool.get_connection()
+        conn = await self._take()
         try:
             commands = [command] if before is None else [before.args, command]
-            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            await conn.send_packed_command(self._packed(conn, commands), check_health=False)
             if before is not None:
                 try:
                     await conn.read_response()
                 except ResponseError:
                     pass  # the script after it reads the state for itself
-            return await conn.read_response()
+            reply = await conn.read_response()
         except ResponseError:
+            self._give_back(conn)
             raise  # a refusal: the connection is fine
         except BaseException:  # cancelled or broken mid-call: the connection's state is unknown
-            await conn.disconnect(nowait=True)
+            await self._drop(conn)
             raise
-        finally:
-            await pool.release(conn)
+        self._give_back(conn)
+        return reply

@@ -521,3 +521,20 @@ def test_housekeeping_keeps_the_newest_finished_entries_listed(real_tracker: Tra
     Fleet(t).housekeeping(interval=0.01)
     assert t.client.zcard(index) == FINISHED_LISTED
     assert t.client.zrange(index, 0, 0) == [b"1500"]  # the oldest went
+
+
+def test_the_async_face_holds_one_connection_and_replaces_one_the_server_closed(
+        real_tracker: Tracker, redis_url: str) -> None:
+    from redis_atp.aio import AsyncTracker
+    from redis_atp.io_sync import IDLE_CHECK
+
+    async def main() -> None:
+        async with AsyncTracker.from_url(redis_url, real_tracker.namespace) as at:
+            await at.register_task_type("a", HANDLER)
+            for i in range(20):
+                await at.enqueue_task("a", f"x{i}", i)
+            assert len(at.io._idle) == 1  # one connection, taken from the pool once
+            redis.Redis.from_url(redis_url).client_kill_filter(_type="normal", skipme=True)
+            await asyncio.sleep(IDLE_CHECK + 0.1)
+            assert await at.enqueue_task("a", "after", 0) > 0  # the closed one is noticed before sending
+    asyncio.run(main())
