@@ -41,13 +41,13 @@ The pieces live in :mod:`redis_atp.daemon`: ``config`` (the settings), ``protoco
 
 from __future__ import annotations
 
-from .daemon.config import DEFAULT_CONCURRENCY, WorkerConfig, mask_url
+from .daemon.config import DEFAULT_CONCURRENCY, DEFAULT_THREADS, WorkerConfig, mask_url
 from .daemon.handlers import HandlerRefused, Handlers, resolve
 from .daemon.process import WorkerProcess
 from .daemon.supervisor import Supervisor
 
 __all__ = ["WorkerConfig", "Supervisor", "WorkerProcess", "Handlers", "HandlerRefused", "mask_url", "resolve",
-           "DEFAULT_CONCURRENCY", "run"]
+           "DEFAULT_CONCURRENCY", "DEFAULT_THREADS", "run"]
 
 
 def run(config: WorkerConfig) -> int:

@@ -32,6 +32,8 @@ class WorkerProc:
 
     def __init__(self, url: str, namespace: str, tmp: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.log_path = tmp / f"worker-{time.monotonic_ns()}.log"
+        if "--threads" not in args:  # the tests reason about one slot per process unless they ask for more
+            args = ("--threads", "1", *args)
         cmd = [sys.executable, "-m", "redis_atp", "worker", "--url", url, "--namespace", namespace,
                "-p", str(handler_dir(tmp)), "--log-level", "INFO", *args]
         self.log = open(self.log_path, "wb")

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from redis_atp import Tracker
+from redis_atp.worker import DEFAULT_THREADS
 
 from .conftest import delete_namespace, runs
 from .fleetproc import handler_dir
@@ -109,7 +110,7 @@ def test_info_lists_live_workers(cli: Any, real_tracker: Tracker, redis_url: str
         def workers() -> list[dict[str, Any]]:
             return [w for w in json.loads(cli("info", "--json").stdout)["workers"] if w["pid"]]
         live = wait_until(lambda: len(workers()) == 2 and workers(), 20, "two registered workers")
-        assert {w["host"] for w in live} == {os.uname().nodename} and all(w["threads"] == 1 for w in live)
+        assert {w["host"] for w in live} == {os.uname().nodename} and all(w["threads"] == DEFAULT_THREADS for w in live)
         assert "WORKER" in cli("info").stdout
     finally:
         worker.terminate()

@@ -512,8 +512,8 @@ def test_housekeeping_keeps_the_newest_finished_entries_listed(real_tracker: Tra
     t.register_task_type("a", HANDLER)
     index = t.keys.ended(t.client.hget(t.keys.types, "a").decode(), Status.FINISHED)
     pipe = t.client.pipeline(transaction=False)
-    for start in range(0, FINISHED_LISTED + 1500, 10_000):  # the index as a long-kept type's would be
-        pipe.zadd(index, {str(i): 1_000_000 + i for i in range(start, min(start + 10_000, FINISHED_LISTED + 1500))})
+    for first in range(0, FINISHED_LISTED + 1500, 10_000):  # the index as a long-kept type's would be
+        pipe.zadd(index, {str(i): 1_000_000 + i for i in range(first, min(first + 10_000, FINISHED_LISTED + 1500))})
     pipe.execute()
     Fleet(t).housekeeping(interval=0.01)  # one round trims at most 1,000
     assert t.client.zcard(index) == FINISHED_LISTED + 500

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..client import Tracker
-from ..worker import DEFAULT_CONCURRENCY
+from ..worker import DEFAULT_CONCURRENCY, DEFAULT_THREADS
 from .common import _duration, _env_list, _moment, _positive, _version
 from .control import cmd_events, cmd_ls, cmd_pause, cmd_resume
 from .dashboard import add_dashboard_parser
@@ -150,8 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(the seed's ATPD). SIGINT/SIGTERM: warm shutdown; a second one: cold.")
     w.add_argument("-n", "--processes", type=_positive(int), default=os.cpu_count() or 1,
                    help="worker processes (default: CPU count)")
-    w.add_argument("--threads", type=_positive(int), default=1,
-                   help="sync handlers at once per process, in threads (default 1)")
+    w.add_argument("--threads", type=_positive(int), default=DEFAULT_THREADS,
+                   help=f"sync handlers at once per process, in threads (default {DEFAULT_THREADS}; "
+                        "CPU-bound handlers: 1)")
     w.add_argument("--concurrency", type=_positive(int), default=DEFAULT_CONCURRENCY,
                    help=f"async def handlers at once per process, on its event loop (default {DEFAULT_CONCURRENCY})")
     w.add_argument("-p", "--path", action="append", default=[], help="add a directory to sys.path (repeatable)")
