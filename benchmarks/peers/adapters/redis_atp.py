@@ -63,7 +63,8 @@ class RedisATPAdapter(Adapter):
             ".enqueue_task('bench', identifier, payload): one enqueue Lua script (EVALSHA) per task; "
             "input in msgpack",
             "workers": "`redis-atp worker --url URL --namespace atp -n N --log-level WARNING "
-            "--allow adapters.redis_atp.handler` (a supervisor + N forked worker processes, 1 slot each)",
+            "--allow adapters.redis_atp.handler` (a supervisor + N forked worker processes, 4 handler threads "
+            "each: the default)",
             "status tracking": "always on: every state change is one Lua script call with a per-task log "
             "(ACCEPTED, SCHEDULED, RUNNING, FINISHED; fenced by a random per-run token); one script call "
             "per task ends the last run and claims and starts the next, and the handler runs only after "
