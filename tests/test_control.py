@@ -538,3 +538,19 @@ def test_the_async_face_holds_one_connection_and_replaces_one_the_server_closed(
             await asyncio.sleep(IDLE_CHECK + 0.1)
             assert await at.enqueue_task("a", "after", 0) > 0  # the closed one is noticed before sending
     asyncio.run(main())
+
+
+def test_listing_a_type_with_nothing_queued_does_not_walk_other_types_queue(real_tracker: Tracker) -> None:
+    t = real_tracker
+    t.register_task_type("a", HANDLER)
+    t.register_task_type("b", HANDLER)
+    t.set_max_queue_size(0)
+    done = t.enqueue_task("a", "done", 0)
+    t.stop_task_success(done)
+    t.enqueue_many([("b", f"x{i}", i) for i in range(3000)])
+    t.enqueue_many([("b", f"y{i}", i) for i in range(2000)], delay=60)
+    t.client.config_resetstat()
+    assert ids(t.list_tasks("a")) == [done]
+    stats = t.client.info("commandstats")
+    assert "cmdstat_lrange" not in stats and "cmdstat_zrevrange" not in stats  # the queue was not read
+    assert stats["cmdstat_evalsha"]["calls"] == 1

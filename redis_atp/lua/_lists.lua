@@ -141,9 +141,13 @@ local function list_sources(status, name, CT, CI)
     if not status or status == S_FINISHED then add('e', ty.key .. ':finished', S_FINISHED) end
     if not status or status == S_FAILED then add('e', ty.key .. ':failed', S_FAILED) end
     if not status or is_live(status) then add('v', ty.live, status) end
-    if not status or status == S_ACCEPTED then add('p', ty.key .. ':parked') end
   end
-  if not status or status == S_ACCEPTED then
+  -- one type's ACCEPTED tasks are found by walking the queue past other types' entries:
+  -- not at all when its counter says it has none
+  local queued = not status or status == S_ACCEPTED
+  if queued and name ~= '' then queued = tonumber(redis.call('HGET', types[1].key, 'accepted') or '0') > 0 end
+  if queued then
+    for _, ty in ipairs(types) do add('p', ty.key .. ':parked') end
     add('q', K_QUEUE)
     for _, p in ipairs(redis.call('ZRANGE', K_LEVELS, 0, -1)) do add('q', P_LEVEL .. p) end
     add('d', K_DELAYED)
