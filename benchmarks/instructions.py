@@ -99,13 +99,13 @@ _CHILD = """
 import json, sys
 checkout, port, n, me = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 sys.path.insert(0, checkout)
-scope = {"__name__": "instructions"}
+scope = {"__name__": "instructions", "__file__": me}
 exec(compile(open(me).read(), me, "exec"), scope)  # this module's _measure, on the checkout's redis_atp
 out = {}
-for setting, cap in (("events on", None), ("events off", 0)):
+for setting, cap in (("default", None), ("max_events=0", 0)):
     try:
         out[setting] = scope["_measure"](port, n, cap)
-    except TypeError:  # a checkout from before the events stream: no max_events
+    except TypeError:  # a checkout from before the events stream (no max_events): its default has none
         pass
 print(json.dumps(out))
 """

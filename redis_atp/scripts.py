@@ -43,16 +43,29 @@ SCRIPT_NAMES = (
 )
 
 
-def _constants() -> str:
-    lines = [f"local S_{s.name} = {s.value}" for s in Status]
-    lines += [f"local E_{c.name} = {c.value}" for c in Code]
-    lines.append(f"local IDS_PER_BUCKET = {IDS_PER_BUCKET}")
-    lines.append(f"local DEFAULT_QUEUE_LIMIT = {DEFAULT_QUEUE_LIMIT}")
-    lines.append(f"local DEFAULT_MAX_EVENTS = {DEFAULT_MAX_EVENTS}")
-    lines.append(f"local EVENT_MESSAGE_BYTES = {EVENT_MESSAGE_BYTES}")
-    lines.append(f"local FINISHED_LISTED = {FINISHED_LISTED}")
-    lines.append("local P = ARGV[1]  -- the shard's key prefix")
-    return "\n".join(lines) + "\n"
+@cache
+def constants() -> dict[str, int]:
+    """The numbers the scripts share with Python, by their Lua name (``S_FAILED``,
+    ``E_STALE``, ...): written into each script's source as literals, not locals, so
+    that no helper captures them (a Lua closure's creation walks the chunk's captured
+    locals once per upvalue: at every call, for every helper a script defines)."""
+    out = {f"S_{s.name}": int(s.value) for s in Status}
+    out.update({f"E_{c.name}": int(c.value) for c in Code})
+    out.update(IDS_PER_BUCKET=IDS_PER_BUCKET, DEFAULT_QUEUE_LIMIT=DEFAULT_QUEUE_LIMIT,
+               DEFAULT_MAX_EVENTS=DEFAULT_MAX_EVENTS, EVENT_MESSAGE_BYTES=EVENT_MESSAGE_BYTES,
+               FINISHED_LISTED=FINISHED_LISTED)
+    return out
+
+
+_CONSTANT = re.compile(r"\b(?:S|E)_[A-Z_]+\b|\b(?:IDS_PER_BUCKET|DEFAULT_QUEUE_LIMIT|DEFAULT_MAX_EVENTS|"
+                       r"EVENT_MESSAGE_BYTES|FINISHED_LISTED)\b")
+
+
+def _literals(source: str) -> str:
+    """``source`` with each shared constant replaced by its number (unknown names stay,
+    and fail loudly in Lua as undefined globals)."""
+    values = constants()
+    return _CONSTANT.sub(lambda m: str(values.get(m.group(0), m.group(0))), source)
 
 
 def _key_names() -> list[tuple[str | None, str]]:
@@ -132,7 +145,8 @@ class Script:
     def __init__(self, name: str) -> None:
         self.name = name
         body = _read(name)
-        self.source = _constants() + _needed(_shared(), body) + "\n" + body
+        head = "local P = ARGV[1]  -- the shard's key prefix\n"
+        self.source = _literals(head + _needed(_shared(), body) + "\n" + body)
         self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
 
 
