@@ -36,6 +36,7 @@ import logging
 import os
 import re
 import shutil
+import struct
 import sys
 import tempfile
 import threading
@@ -265,6 +266,27 @@ class _Children:
         yield from (cpu, rss)
 
 
+class _Merged:
+    """The processes' samples (``MultiProcessCollector``), read again when a scrape meets
+    a file a new worker process is creating: prometheus_client creates it empty, then
+    sizes it, and a read in between fails (a scrape answered 500, seen in the tests)."""
+
+    def __init__(self, directory: str) -> None:
+        from prometheus_client import multiprocess
+
+        self.merged = multiprocess.MultiProcessCollector(None, path=directory)  # type: ignore[no-untyped-call]
+
+    def collect(self) -> Iterator[Any]:
+        for attempt in range(10):
+            try:
+                return iter(list(self.merged.collect()))  # type: ignore[no-untyped-call]
+            except (struct.error, ValueError, OSError):
+                if attempt == 9:
+                    raise
+                time.sleep(0.01)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
 def serve(config: WorkerConfig, children: Callable[[], list[int]],
           tracker: Callable[[], Tracker]) -> MetricsServer:
     """Turn the hooks on and serve ``/metrics`` on ``config.metrics_host:metrics_port``
@@ -283,10 +305,10 @@ def serve(config: WorkerConfig, children: Callable[[], list[int]],
     if "prometheus_client.values" in sys.modules:  # imported before: its value class is chosen at import
         values: Any = importlib.import_module("prometheus_client.values")
         values.ValueClass = values.get_value_class()
-    from prometheus_client import CollectorRegistry, ProcessCollector, multiprocess, start_http_server
+    from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    registry.register(_Merged(directory))
     ProcessCollector(registry=registry)
     registry.register(_Children(config.namespace, children))
     try:
