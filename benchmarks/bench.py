@@ -171,12 +171,13 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
                     f"{_f(x['server_us_per_evalsha'], 1)} µs/EVALSHA, PING round trip {_f(x['ping_rtt_us'], 0)} µs)"))
     if "w1b" in r:
         x = r["w1b"]
-        out.append((f"W1b `enqueue_many`, batches of {x['batch']}", f"{_i(x['tasks_per_s'])} tasks/s"))
+        out.append((f"W1b `enqueue_many`, calls of {x['batch']} tasks (streamed, default chunk)",
+                    f"{_i(x['tasks_per_s'])} tasks/s"))
     if "w1_async" in r:
         x = r["w1_async"]
         out.append((f"W1 from asyncio, `await AsyncTracker.enqueue_task` x {x['n']:,}, sequential",
                     f"{_i(x['tasks_per_s'])} tasks/s ({_f(x['us_per_call'], 0)} µs/call)"))
-        out.append((f"W1b from asyncio, `await AsyncTracker.enqueue_many`, batches of {x['batch']}",
+        out.append((f"W1b from asyncio, `await AsyncTracker.enqueue_many`, calls of {x['batch']} tasks",
                     f"{_i(x['bulk_tasks_per_s'])} tasks/s"))
     if "w2_async" in r:
         x = r["w2_async"]
@@ -335,6 +336,7 @@ def _cluster_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
 _OPS = (("claim", "claim one task"), ("status_change", "status change (`resume_task`, fenced)"),
         ("zombie_sweep_none", "zombie sweep, nothing overdue"),
         ("zombie_sweep_100", "zombie sweep re-enqueuing 100 overdue"),
+        ("promote_100", "promotion of 100 delayed tasks just due (one call)"),
         ("enqueue_one", "`enqueue_task` one more"), ("cancel_queued_at_tail", "cancel a queued task at the tail"))
 
 
@@ -349,6 +351,13 @@ def _scaling_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         cells = " → ".join(f"{_i(x[key]['p50_us'])} µs (Redis {_i(x[key]['server_us_per_evalsha'])})" for x in runs)
         out.append((f"{label}, p50 at {sizes} tasks", cells))
     out.append((f"PING round trip at {sizes} tasks", " → ".join(f"{_i(x['ping_rtt_us'])} µs" for x in runs)))
+    if len(runs) > 1:  # memory grows by the same bytes for every task: the line through the two fills
+        small, big = runs[0], runs[-1]
+        per_task = (big["used_memory"] - small["used_memory"]) / (big["size"] - small["size"])
+        projected = big["used_memory"] + (10_000_000 - big["size"]) * per_task
+        out.append((f"Redis memory with {big['size']:,} queued tasks, per added task; projected at 10,000,000",
+                    f"{big['used_memory'] / 2**20:,.0f} MiB, {per_task:,.0f} bytes; {projected / 2**30:,.2f} GiB "
+                    f"(the line through the {small['size']:,} and {big['size']:,} fills)"))
     return out
 
 

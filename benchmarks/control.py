@@ -326,7 +326,7 @@ def _requeue(tracker: Tracker, n: int) -> dict[str, Any]:
     client = tracker.client
     for start in range(0, n, FILL_GROUP):
         items = [(REQUEUE_TYPE, f"rq{i}", payload(i)) for i in range(start, min(n, start + FILL_GROUP))]
-        for res in tracker.enqueue_many(items, chunk=BATCH, priority=1):
+        for res in tracker.enqueue_many(items, priority=1):
             if isinstance(res, Exception):
                 raise res
     _claim_and_end(tracker, n, fail_every=1)

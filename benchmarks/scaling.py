@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from redis_atp import TaskStatus, Tracker
+from redis_atp.protocol import admin
 from tests.redisserver import RedisServer
 
 from .common import (
@@ -84,6 +85,25 @@ def _overdue_sweeps(tracker: Tracker) -> dict[str, Any]:
             "server_us_per_evalsha": server[len(server) // 2], "tasks_per_sweep": ZOMBIE_BATCH}
 
 
+def _promotions(tracker: Tracker) -> dict[str, Any]:
+    """ZOMBIE_REPS promotions, each of ZOMBIE_BATCH delayed tasks that just fell due, by one
+    call of housekeeping's script (``promote``), beside the queue of ``size`` tasks."""
+    per_rep: list[dict[str, Any]] = []
+    for rep in range(ZOMBIE_REPS):
+        enqueued = tracker.enqueue_many([(TASK_TYPE, f"due-{rep}-{i}", None) for i in range(ZOMBIE_BATCH)], delay=0.005)
+        if any(isinstance(r, Exception) for r in enqueued):
+            raise RuntimeError(f"enqueue refused: {enqueued[:3]}")
+        time.sleep(0.02)
+        stats, [moved] = timed(tracker, [lambda: tracker.io.run(admin.promote_due(tracker.ns, 0, ZOMBIE_BATCH, 1))])
+        if moved != ZOMBIE_BATCH:
+            raise RuntimeError(f"promotion moved {moved} tasks, expected {ZOMBIE_BATCH}")
+        per_rep.append(stats)
+    us = sorted(r["mean_us"] for r in per_rep)
+    server = sorted(r["server_us_per_evalsha"] for r in per_rep)
+    return {"samples": len(us), "p50_us": us[len(us) // 2], "max_us": us[-1],
+            "server_us_per_evalsha": server[len(server) // 2], "tasks_per_call": ZOMBIE_BATCH}
+
+
 def scaling(server: RedisServer, size: int) -> dict[str, Any]:
     """Fill to ``size`` queued tasks, then time claim, status change, zombie sweeps,
     one more enqueue, and the cancel of a task at the queue's tail."""
@@ -101,9 +121,10 @@ def scaling(server: RedisServer, size: int) -> dict[str, Any]:
     if any(found):
         raise RuntimeError("a zombie sweep found overdue tasks where none were expected")
     out["zombie_sweep_100"] = _overdue_sweeps(tracker)
+    out["promote_100"] = _promotions(tracker)
     out["enqueue_one"], ids = timed(tracker, [_enqueue(tracker, i) for i in range(SAMPLES)])
     out["cancel_queued_at_tail"], _ = timed(tracker, [_cancel(tracker, tid) for tid in ids[-CANCEL_SAMPLES:]])
-    out["live_tasks"] = sum(live for live, _ in tracker._live_by_shard())
+    out["live_tasks"] = sum(s["live"] for s in tracker.shard_stats())
     out["queue_length"] = tracker.get_queue_size()
     return out
 

@@ -99,7 +99,7 @@ async def _w1_async(url: str, n: int) -> dict[str, Any]:
         bulk_items = tasks("bulk", n)
         t0 = time.perf_counter()
         for start in range(0, n, BATCH):
-            for res in await tracker.enqueue_many(bulk_items[start:start + BATCH], chunk=BATCH):
+            for res in await tracker.enqueue_many(bulk_items[start:start + BATCH]):
                 if isinstance(res, Exception):
                     raise res
         bulk = time.perf_counter() - t0

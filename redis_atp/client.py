@@ -340,7 +340,7 @@ class Tracker(TrackerBase):
 
     def requeue_failed(self, type: str | None = None, message: str = "") -> int:
         """Re-run every task that is FAILED now, of one type or all (script
-        ``requeue_failed``, 200 per call, oldest failure first), as :meth:`reenqueue_task`
+        ``requeue_failed``, 100 per call, oldest failure first), as :meth:`reenqueue_task`
         re-runs a finished task; returns how many. Raises :class:`TaskTypeNotFound`."""
         return self.io.run(control.requeue_failed(self.ns, type, message))
 

@@ -26,7 +26,7 @@ __all__ = ["list_tasks", "requeue_failed", "pause_queue", "resume_queue", "pause
 MAX_PAGE = 1000
 ROWS_PER_CALL = 200
 #: Failed tasks re-queued, and parked tasks put back, per script call.
-REQUEUE_BATCH = 200
+REQUEUE_BATCH = 100
 #: Longest single blocking read of the events stream (the caller's ``block`` is cut in slices).
 EVENTS_SLICE = 5.0
 #: Events one read returns at most.
