@@ -23,9 +23,14 @@ local function is_live(s) return s == S_SCHEDULED or s == S_RUNNING or s == S_PA
 local function is_terminal(s) return s == S_FINISHED or s == S_FAILED end
 
 -- Milliseconds since the epoch, from the Redis clock (one clock for every host).
+-- Read once per call: every change one script makes happens at the same time.
+local now_cached
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if not now_cached then
+    local t = redis.call('TIME')
+    now_cached = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now_cached
 end
 
 -- A log record: '<unix time with ms> <status code> <message>'. User text is
