@@ -79,10 +79,15 @@ def _overdue_sweeps(tracker: Tracker) -> dict[str, Any]:
         if len(acted) != ZOMBIE_BATCH:
             raise RuntimeError(f"zombie sweep re-enqueued {len(acted)} tasks, expected {ZOMBIE_BATCH}")
         per_rep.append(stats)
+    return {**_medians(per_rep), "tasks_per_sweep": ZOMBIE_BATCH}
+
+
+def _medians(per_rep: list[dict[str, Any]]) -> dict[str, Any]:
+    """One figure of timed single calls (see :func:`timed`): the median call and the slowest."""
     us = sorted(r["mean_us"] for r in per_rep)
     server = sorted(r["server_us_per_evalsha"] for r in per_rep)
     return {"samples": len(us), "p50_us": us[len(us) // 2], "max_us": us[-1],
-            "server_us_per_evalsha": server[len(server) // 2], "tasks_per_sweep": ZOMBIE_BATCH}
+            "server_us_per_evalsha": server[len(server) // 2]}
 
 
 def _promotions(tracker: Tracker) -> dict[str, Any]:
@@ -98,10 +103,7 @@ def _promotions(tracker: Tracker) -> dict[str, Any]:
         if moved != ZOMBIE_BATCH:
             raise RuntimeError(f"promotion moved {moved} tasks, expected {ZOMBIE_BATCH}")
         per_rep.append(stats)
-    us = sorted(r["mean_us"] for r in per_rep)
-    server = sorted(r["server_us_per_evalsha"] for r in per_rep)
-    return {"samples": len(us), "p50_us": us[len(us) // 2], "max_us": us[-1],
-            "server_us_per_evalsha": server[len(server) // 2], "tasks_per_call": ZOMBIE_BATCH}
+    return {**_medians(per_rep), "tasks_per_call": ZOMBIE_BATCH}
 
 
 def scaling(server: RedisServer, size: int) -> dict[str, Any]:
