@@ -16,6 +16,7 @@ never ``SCAN`` or ``KEYS``.
                      DashboardConfig(token="s3cret"))   # serve with uvicorn
 """
 
-from .app import DashboardConfig, create_app
+from .app import create_app
+from .context import DashboardConfig
 
 __all__ = ["DashboardConfig", "create_app"]

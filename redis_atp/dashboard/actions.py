@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .app import TOKEN_HEADER, dashboard
+from .context import TOKEN_HEADER, dashboard
 from .params import task_id_param, text_param
 
 __all__ = ["routes", "authorize"]

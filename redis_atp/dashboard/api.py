@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import data
-from .app import ago, dashboard
+from .context import ago, dashboard
 from .prom import exposition
 
 __all__ = ["summary", "metrics", "summary_values"]

@@ -15,8 +15,8 @@ from ..cli.common import _jsonable
 from ..errors import TaskNotFound
 from ..status import Status
 from . import data
-from .app import dashboard, render
 from .charts import Chart, line_chart
+from .context import dashboard, render
 from .params import bad, before_param, hours_param, limit_param, status_param, task_id_param, text_param
 
 __all__ = ["overview", "task_list", "task_page", "task_response", "find", "schedules", "charts", "build_charts"]
