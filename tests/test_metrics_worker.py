@@ -125,3 +125,10 @@ def test_outcome_labels() -> None:
     assert outcome(Ended(task, Status.FAILED, "x", 0.0, "auto"), 2) == "retried"
     assert outcome(Ended(task, Status.FINISHED, "", 0.0), 0) == "finished"
     assert outcome(Ended(task, Status.FINISHED, "", 0.0), -5) == "lost"
+
+
+def test_an_empty_file_of_a_process_killed_as_it_started_does_not_break_a_scrape(tmp_path: Any) -> None:
+    from redis_atp.daemon.metrics import _Merged
+
+    (tmp_path / "histogram_4242.db").write_bytes(b"")  # opened, never sized: its process died in between
+    assert list(_Merged(str(tmp_path)).collect()) == []

@@ -31,6 +31,7 @@ id, an identifier or a host name.
 
 from __future__ import annotations
 
+import glob
 import importlib
 import logging
 import os
@@ -267,19 +268,22 @@ class _Children:
 
 
 class _Merged:
-    """The processes' samples (``MultiProcessCollector``), read again when a scrape meets
-    a file a new worker process is creating: prometheus_client creates it empty, then
-    sizes it, and a read in between fails (a scrape answered 500, seen in the tests)."""
+    """The processes' samples, merged as ``MultiProcessCollector`` does, but without the
+    files that are still empty: prometheus_client creates a process's file empty and
+    sizes it after, so a scrape in between, or after a process killed in between (a
+    handler that kills its worker), failed with a struct error (a 500, seen in the
+    tests). A file that fails anyway is read again a few times."""
 
     def __init__(self, directory: str) -> None:
-        from prometheus_client import multiprocess
-
-        self.merged = multiprocess.MultiProcessCollector(None, path=directory)  # type: ignore[no-untyped-call]
+        self.directory = directory
 
     def collect(self) -> Iterator[Any]:
+        from prometheus_client import multiprocess
+
         for attempt in range(10):
+            files = [f for f in glob.glob(os.path.join(self.directory, "*.db")) if os.path.getsize(f) >= 8]
             try:
-                return iter(list(self.merged.collect()))  # type: ignore[no-untyped-call]
+                return iter(list(multiprocess.MultiProcessCollector.merge(files, accumulate=True)))  # type: ignore[no-untyped-call]
             except (struct.error, ValueError, OSError):
                 if attempt == 9:
                     raise
