@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 
-from .io_sync import IDLE_CHECK, _pack
+from .io_sync import IDLE_CHECK, pack_commands
 from .protocol.requests import TRANSIENT, Batch, BatchRounds, Command, Op, Request, ScriptCall, Sleep, command_of
 
 __all__ = ["AsyncIO"]
@@ -61,9 +61,6 @@ class AsyncIO:
         await conn.disconnect(nowait=True)
         await self._pool.release(conn)
 
-    @staticmethod
-    def _packed(conn: Any, commands: list[tuple[Any, ...]]) -> Any:
-        return [_pack(c) for c in commands] if _pack is not None else conn.pack_commands(commands)
 
     async def run(self, op: Op[T]) -> T:
         """Run ``op`` to its result, one request at a time; a connection error is thrown
@@ -125,7 +122,7 @@ class AsyncIO:
         try:
             try:
                 for request in requests:
-                    await conn.send_packed_command(self._packed(conn, [command_of(request)]), check_health=False)
+                    await conn.send_packed_command(pack_commands(conn, [command_of(request)]), check_health=False)
                     sent.append(request)
             finally:  # whatever was sent is answered, even if producing the next request failed
                 for _ in sent:
@@ -166,7 +163,7 @@ class AsyncIO:
         conn = await self._take()
         try:
             commands = [command] if before is None else [before.args, command]
-            await conn.send_packed_command(self._packed(conn, commands), check_health=False)
+            await conn.send_packed_command(pack_commands(conn, commands), check_health=False)
             if before is not None:
                 try:
                     await conn.read_response()

@@ -23,13 +23,21 @@ from redis.exceptions import ConnectionError, NoScriptError, RedisClusterExcepti
 
 from .protocol.requests import TRANSIENT, Batch, BatchRounds, Command, Op, Request, ScriptCall, Sleep, command_of
 
-_pack: Callable[[tuple[Any, ...]], bytes] | None
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
-    from hiredis import pack_command as _pack
+    from hiredis import pack_command as _hiredis_pack
 except ImportError:  # pure-Python redis-py packing then
-    _pack = None
+    _hiredis_pack = None
 
-__all__ = ["SyncIO", "IDLE_CHECK"]
+__all__ = ["SyncIO", "IDLE_CHECK", "pack_commands"]
+
+
+def pack_commands(conn: Any, commands: Iterable[tuple[Any, ...]]) -> list[Any]:
+    """``commands`` in one write for ``conn`` (sync or asyncio): packed by hiredis when
+    it is installed (C), else by the connection (Python)."""
+    if _hiredis_pack is not None:
+        return [_hiredis_pack(c) for c in commands]
+    return [p for c in commands for p in conn.pack_command(*c)]
 
 T = TypeVar("T")
 
@@ -169,9 +177,7 @@ class SyncIO:
         try:
             try:
                 for request in requests:
-                    args = command_of(request)
-                    conn.send_packed_command([_pack(args)] if _pack is not None else conn.pack_command(*args),
-                                             check_health=False)
+                    conn.send_packed_command(pack_commands(conn, [command_of(request)]), check_health=False)
                     sent.append(request)
             finally:  # whatever was sent is answered, even if producing the next request failed
                 for _ in sent:
@@ -222,11 +228,7 @@ class SyncIO:
         conn = lease.conn
         try:
             commands = (command,) if before is None else (before.args, command)
-            if _pack is not None:
-                packed = [_pack(c) for c in commands]
-            else:
-                packed = [p for c in commands for p in conn.pack_command(*c)]
-            conn.send_packed_command(packed, check_health=False)
+            conn.send_packed_command(pack_commands(conn, commands), check_health=False)
             if before is not None:
                 try:
                     conn.read_response()

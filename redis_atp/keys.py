@@ -113,6 +113,7 @@ import re
 from functools import lru_cache
 
 from .errors import InvalidInput
+from .status import Status
 
 __all__ = ["Keys", "LUA_NAMES", "lua_suffixes", "IDS_PER_BUCKET", "DEFAULT_QUEUE_LIMIT", "DEFAULT_MAX_EVENTS",
            "EVENT_MESSAGE_BYTES", "FINISHED_LISTED", "check_text"]
@@ -253,7 +254,7 @@ class Keys:
 
     def ended(self, number: int | str, status: int) -> str:
         """The index of the type's FINISHED (5) or FAILED (6) tasks, by the time they ended."""
-        return f"{self.type_prefix}{number}:{'finished' if status == 5 else 'failed'}"
+        return f"{self.type_prefix}{number}:{'finished' if status == Status.FINISHED else 'failed'}"
 
     def minute(self, minute: int) -> str:
         """The sample of one minute (``unix time // 60``): counters and queue sizes."""

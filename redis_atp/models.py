@@ -9,7 +9,8 @@ from typing import Any
 
 from .status import Status
 
-__all__ = ["TaskType", "Claim", "StartedTask", "Schedule", "TaskInfo", "Event", "LogRecord", "parse_record"]
+__all__ = ["TaskType", "Claim", "StartedTask", "Schedule", "TaskInfo", "Event", "LogRecord", "parse_record",
+           "epoch_ms", "utc_from_ms"]
 
 #: ``(time, (code, name), message)``, as ``getTaskLog`` returns them.
 LogRecord = tuple[datetime, tuple[Status, str], str]
@@ -110,6 +111,16 @@ class Event:
     time: datetime
     #: The log record's message, cut to 200 bytes (the task's log has all of it).
     message: str
+
+
+def epoch_ms(when: datetime) -> int:
+    """Milliseconds since the epoch of an aware datetime (the scripts' time unit)."""
+    return round(when.timestamp() * 1000)
+
+
+def utc_from_ms(ms: int) -> datetime:
+    """The UTC datetime of a time in milliseconds since the epoch."""
+    return datetime.fromtimestamp(ms / 1000, timezone.utc)
 
 
 def parse_record(raw: bytes) -> LogRecord:

@@ -31,7 +31,7 @@ index_end = function(t, ty, old, new, now)
   if is_terminal(new) then redis.call('ZADD', ended_key(ty, new), now, id) end
 end
 
--- Whether type `name` itself is paused (its tasks are parked, not queued).
+-- Whether type `name` itself is paused (claims park its tasks).
 local function type_paused(name)
   return pause()['t:' .. name] ~= nil
 end
@@ -61,11 +61,4 @@ local function wake_waiters(n)
   for _, odig in ipairs(redis.call('LRANGE', K_WAITERS, 0, n - 1)) do
     redis.call('RPUSH', P_MAILBOX .. odig, '')
   end
-end
-
--- The time (ms) of task `t`'s last status change: that of its last log record.
-local function changed_at(t)
-  local rec = redis.call('HGET', t.key, 'log:' .. t.nlog) or ''
-  local s, ms = string.match(rec, '^(%d+)%.(%d+) ')
-  return s and tonumber(s) * 1000 + tonumber(ms) or 0
 end

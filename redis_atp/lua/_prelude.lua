@@ -39,6 +39,13 @@ local function log_record(now, code, msg)
   return string.format('%d.%03d %d ', math.floor(now / 1000), now % 1000, code) .. msg
 end
 
+-- The time (ms) of task `t`'s last status change: that of its last log record.
+local function changed_at(t)
+  local rec = redis.call('HGET', t.key, 'log:' .. t.nlog) or ''
+  local s, ms = string.match(rec, '^(%d+)%.(%d+) ')
+  return s and tonumber(s) * 1000 + tonumber(ms) or 0
+end
+
 local function bucket_key(id) return P_IDS .. istr(math.floor(id / (IDS_PER_BUCKET * SHARDS))) end
 
 -- A stored number of seconds, or `default` when it is missing, not finite or absurd

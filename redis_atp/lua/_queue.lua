@@ -96,9 +96,10 @@ end
 -- blocks on its mailbox. A task that becomes ACCEPTED goes to the longest-waiting
 -- waiter, claimed for it (SCHEDULED) in the same script, and its id and token go to
 -- the waiter's mailbox; the waiter starts it with take_mailbox, which checks that
--- the claim is still current. Unsharded namespaces only.
+-- the claim is still current. Unsharded namespaces only. Returns true (handed), false
+-- (no waiter left) or nil (not handed: the task's type or the namespace is paused).
 local function hand_off(t, ty, now)
-  if paused(t.type) then return false end
+  if paused(t.type) then return nil end
   while SHARDS == 1 do
     local odig = redis.call('LPOP', K_WAITERS)
     if not odig then return false end

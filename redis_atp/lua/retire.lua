@@ -21,9 +21,7 @@ for b = first, math.min(last, first + step - 1) do
         redis.call('HDEL', bkey, entries[i])
       elseif is_terminal(t.status) then
         local ty = type_of(t)
-        local last_rec = redis.call('HGET', t.key, 'log:' .. (redis.call('HGET', t.key, 'nlog') or '1'))
-        local ended = tonumber(string.match(last_rec or '', '^[%d.]+') or '0') * 1000
-        if ty.timeret > 0 and ended + ty.timeret * 1000 <= now then
+        if ty.timeret > 0 and changed_at(t) + ty.timeret * 1000 <= now then
           forget(t)
           out[#out + 1] = t.id
           out[#out + 1] = t.type

@@ -5,13 +5,13 @@ failed tasks, pausing claims, and the events stream. Each script call is bounded
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from .. import validate
 from ..errors import InvalidInput
-from ..keys import check_text
-from ..models import Event, TaskInfo
+from ..keys import DEFAULT_MAX_EVENTS, check_text
+from ..models import Event, TaskInfo, epoch_ms, utc_from_ms
 from ..status import Status
 from . import reads
 from .namespace import Namespace, text
@@ -33,23 +33,12 @@ EVENTS_SLICE = 5.0
 EVENTS_BATCH = 500
 
 
-def _ms(when: datetime) -> int:
-    return round(when.timestamp() * 1000)
-
-
-def _from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc)
-
-
 def _status(value: object) -> int | None:
     if value is None:
         return None
-    code = Status.UNDEFINED
-    if isinstance(value, int) and not isinstance(value, bool) and value in Status._value2member_map_:
-        code = Status(value)
-    if code == Status.UNDEFINED:
+    if isinstance(value, bool) or not isinstance(value, int) or not Status.ACCEPTED <= value <= Status.FAILED:
         raise InvalidInput(f"status must be a Status or its code 1-6, not {value!r:.80}")
-    return int(code)
+    return int(value)
 
 
 def list_tasks(ns: Namespace, type: str | None = None, status: object = None, limit: int = 100,
@@ -63,7 +52,7 @@ def list_tasks(ns: Namespace, type: str | None = None, status: object = None, li
     cursor_ms: int | str = ""
     if isinstance(before, TaskInfo):
         cursor_id: int | str = validate.task_id(before.task_id)
-        cursor_ms = _ms(before.updated)
+        cursor_ms = epoch_ms(before.updated)
     elif before is None:
         cursor_id = ""
     else:
@@ -86,7 +75,7 @@ def list_tasks(ns: Namespace, type: str | None = None, status: object = None, li
             for i in range(2, len(reply), 5):
                 s = Status(int(reply[i + 3]))
                 rows.append(TaskInfo(int(reply[i]), text(reply[i + 1]), text(reply[i + 2]), s.pair(),
-                                     _from_ms(int(reply[i + 4]))))
+                                     utc_from_ms(int(reply[i + 4]))))
                 got += 1
             if not cont or got >= limit:
                 break
@@ -186,8 +175,8 @@ def sample_minute(ns: Namespace) -> Op[None]:
     live = sum(t.counts["scheduled"] + t.counts["running"] + t.counts["paused"] for t in types)
     secs, _ = yield Command("TIME")
     key = ns.keys.minute(int(secs) // 60)
-    yield Batch([Command("HSET", key, *(x for kv in {**totals, "ready": counts["ready"], "delayed": counts["delayed"],
-                                                       "live": live}.items() for x in kv)),
+    yield Batch([Command("HSET", key, "finished_total", totals["finished_total"], "failed_total",
+                         totals["failed_total"], "ready", counts["ready"], "delayed", counts["delayed"], "live", live),
                  Command("EXPIRE", key, MINUTES_KEPT * 60)])
 
 
@@ -215,7 +204,7 @@ def minutes(ns: Namespace, count: int) -> Op[list[tuple[datetime, dict[str, int]
                     figures[name] = max(0, got[total] - last[total])
                 last[total] = got[total]
         if m > span[0]:
-            out.append((_from_ms(m * 60_000), figures))
+            out.append((utc_from_ms(m * 60_000), figures))
     return out
 
 
@@ -226,8 +215,6 @@ def set_max_events(ns: Namespace, cap: int) -> Op[None]:
 
 
 def get_max_events(ns: Namespace) -> Op[int]:
-    from ..keys import DEFAULT_MAX_EVENTS
-
     if not ns.checked:
         yield from ns.check()
     stored = yield Command("HGET", ns.keys.config, "max_events")
@@ -327,5 +314,5 @@ def _events(ns: Namespace, keys: list[str], cursor: list[_STREAM_ID],
         s = Status(int(f[b"status"]))
         out.append(Event(id=_format_cursor(cursor) if ns.shards > 1 else f"{sid[0]}-{sid[1]}",
                          task_id=int(f[b"task"]), type=text(f[b"type"]), identifier=text(f[b"ident"]),
-                         status=s.pair(), time=_from_ms(sid[0]), message=f[b"msg"].decode("utf-8", "replace")))
+                         status=s.pair(), time=utc_from_ms(sid[0]), message=f[b"msg"].decode("utf-8", "replace")))
     return out

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .. import validate
 from ..errors import Code, DuplicateTask, InvalidInput, QueueFull, error_for_code
 from ..keys import check_text
-from ..models import Schedule
+from ..models import Schedule, epoch_ms, utc_from_ms
 from ..status import Status
 from .namespace import Namespace, text
 from .reads import get_task_status_by_identifier
@@ -69,14 +69,6 @@ def next_tick(spec: dict[str, Any], after: datetime, reverse: bool = False) -> d
     return _cron(spec["cron"], start, reverse).astimezone(timezone.utc)
 
 
-def _ms(when: datetime) -> int:
-    return round(when.timestamp() * 1000)
-
-
-def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc)
-
-
 def tick_identifier(name: str, tick: datetime) -> str:
     """``<name>@<tick in ISO 8601 UTC>`` (milliseconds only when there are any)."""
     stamp = tick.strftime("%Y-%m-%dT%H:%M:%S")
@@ -115,7 +107,8 @@ def _schedule(ns: Namespace, name: str, raw: bytes, due: float | None, last: byt
     return Schedule(name=name, type=spec["type"], cron=spec["cron"], every=spec["every"],
                     input=ns.decode_input(base64.b64decode(spec["input"]), fallback=True), tz=spec["tz"],
                     overlap=spec["overlap"], misfire=spec["misfire"],
-                    next_run=None if due is None else _utc(int(due)), last_task=None if last is None else text(last))
+                    next_run=None if due is None else utc_from_ms(int(due)),
+                    last_task=None if last is None else text(last))
 
 
 def add_schedule(ns: Namespace, name: str, type: str, cron: str | None = None, every: float | None = None,
@@ -127,8 +120,8 @@ def add_schedule(ns: Namespace, name: str, type: str, cron: str | None = None, e
     if (yield Command("HGET", ns.keys.types, type)) is None:
         raise error_for_code(Code.TYPE_NOT_FOUND, f"task type {type!r}")
     raw = json.dumps(spec, separators=(",", ":"))
-    yield ns.call("schedule_set", name, raw, _ms(first))
-    return _schedule(ns, name, raw.encode(), _ms(first), None)
+    yield ns.call("schedule_set", name, raw, epoch_ms(first))
+    return _schedule(ns, name, raw.encode(), epoch_ms(first), None)
 
 
 def remove_schedule(ns: Namespace, name: str) -> Op[bool]:
@@ -167,7 +160,7 @@ def run_due(ns: Namespace, now: datetime | None = None,
     now = now or datetime.now(timezone.utc)
     if not ns.checked:
         yield from ns.check()
-    due = yield Command("ZRANGEBYSCORE", ns.keys.schedule_due, "-inf", _ms(now), "WITHSCORES", "LIMIT", 0, limit)
+    due = yield Command("ZRANGEBYSCORE", ns.keys.schedule_due, "-inf", epoch_ms(now), "WITHSCORES", "LIMIT", 0, limit)
     if not due:
         return []
     names = [n for n, _ in due]
@@ -178,7 +171,7 @@ def run_due(ns: Namespace, now: datetime | None = None,
         if raw is None:
             continue  # removed meanwhile
         spec = json.loads(raw)
-        tick = _tick_to_run(spec, _utc(int(score)), now)
+        tick = _tick_to_run(spec, utc_from_ms(int(score)), now)
         ident = None if tick is None else tick_identifier(text(name), tick)
         if ident is not None and spec["overlap"] == "skip" and last is not None:
             try:
@@ -194,7 +187,7 @@ def run_due(ns: Namespace, now: datetime | None = None,
                 pass  # this tick's task exists: another worker got here first
             except QueueFull:
                 continue  # stays due: the next round tries again
-        moved = yield ns.call("schedule_next", name, int(score), _ms(next_tick(spec, now)), ident or "")
+        moved = yield ns.call("schedule_next", name, int(score), epoch_ms(next_tick(spec, now)), ident or "")
         if moved:
             done.append((text(name), ident))
     return done
