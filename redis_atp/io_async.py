@@ -16,7 +16,22 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 
 from .io_sync import IDLE_CHECK, pack_commands
-from .protocol.requests import TRANSIENT, Batch, BatchRounds, Command, Op, Request, ScriptCall, Sleep, command_of
+from .protocol.requests import (
+    EVAL,
+    EVALSHA,
+    FCALL,
+    TRANSIENT,
+    Batch,
+    BatchRounds,
+    Command,
+    Op,
+    Request,
+    ScriptCall,
+    Sleep,
+    command_of,
+    never_ran,
+)
+from .scripts import library
 
 __all__ = ["AsyncIO"]
 
@@ -26,7 +41,7 @@ T = TypeVar("T")
 class AsyncIO:
     """Drives core operations (:data:`~redis_atp.protocol.Op`) on one ``redis.asyncio`` client."""
 
-    __slots__ = ("client", "_pool", "_cluster", "_idle")
+    __slots__ = ("client", "_pool", "_cluster", "_idle", "_form")
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -34,6 +49,7 @@ class AsyncIO:
         self._pool = client.connection_pool if direct else None
         self._cluster = isinstance(client, RedisCluster)
         self._idle: list[tuple[Any, float]] = []  # held connections, each with when it was last used
+        self._form = FCALL if self._pool is not None or self._cluster else EVALSHA  # see SyncIO
 
     async def _take(self) -> Any:
         """A connection for one call: the one given back last (no pool lock, no health
@@ -98,17 +114,44 @@ class AsyncIO:
             raise
 
     async def _script(self, call: ScriptCall) -> Any:
+        before = call.before
+        if self._form is FCALL:
+            try:
+                return await self._send(command_of(call, FCALL), before)
+            except ResponseError as exc:
+                if not never_ran(exc):
+                    raise
+            before = None
+            if await self._load_library(call):
+                try:
+                    return await self._send(command_of(call, FCALL), None)
+                except ResponseError as exc:
+                    if not never_ran(exc):
+                        raise
         try:
-            return await self._send(("EVALSHA", call.script.sha, *call.argv), call.before)
+            return await self._send(command_of(call, EVALSHA), before)
         except NoScriptError:
-            return await self._send(("EVAL", call.script.source, *call.argv), None)
+            return await self._send(command_of(call, EVAL), None)
+
+    async def _load_library(self, call: ScriptCall) -> bool:
+        """See ``SyncIO._load_library``."""
+        load = ("FUNCTION", "LOAD", "REPLACE", library().source)
+        try:
+            if self._cluster:
+                await self.client.execute_command(*load, target_nodes=self.client.get_node_from_key(call.argv[1]))
+            else:
+                await self._send(load, None)
+            return True
+        except ResponseError:
+            self._form = EVALSHA
+            return False
 
     async def _batch(self, batch: Batch) -> list[Any]:
         if not isinstance(batch.requests, Sequence):
             if self._pool is not None:
                 return await self._stream(batch.requests)
             batch = Batch(list(batch.requests))
-        rounds = BatchRounds(batch)
+        rounds = BatchRounds(batch, self._form)
         if self._cluster and any(type(r) is ScriptCall for r in batch.requests):
             rounds.absorb([await self._quiet(r) for r in batch.requests])  # see SyncIO._batch
         return await self._rest(rounds)
@@ -116,13 +159,13 @@ class AsyncIO:
     async def _stream(self, requests: Iterable[Command | ScriptCall]) -> list[Any]:
         """A streamed :class:`Batch` (see ``SyncIO._stream``): each request written as
         soon as it is produced, the replies read at the end."""
-        conn = await self._take()
+        conn, form = await self._take(), self._form
         sent: list[Command | ScriptCall] = []
         replies: list[Any] = []
         try:
             try:
                 for request in requests:
-                    await conn.send_packed_command(pack_commands(conn, [command_of(request)]), check_health=False)
+                    await conn.send_packed_command(pack_commands(conn, [command_of(request, form)]), check_health=False)
                     sent.append(request)
             finally:  # whatever was sent is answered, even if producing the next request failed
                 for _ in sent:
@@ -134,17 +177,19 @@ class AsyncIO:
             await self._drop(conn)
             raise
         self._give_back(conn)
-        rounds = BatchRounds(Batch(sent))
+        rounds = BatchRounds(Batch(sent), form)
         rounds.absorb(replies)
         return await self._rest(rounds)
 
     async def _rest(self, rounds: BatchRounds) -> list[Any]:
-        """The rounds of a batch that are left, pipelined (and NOSCRIPT ones again as ``EVAL``)."""
+        """See ``SyncIO._rest``."""
         while rounds.pending:
             pipe = self.client.pipeline(transaction=False)
             for args in rounds.commands():
                 pipe.execute_command(*args)
             rounds.absorb(await pipe.execute(raise_on_error=False))
+        if rounds.functions_missing:
+            await self._load_library(next(r for r in rounds.batch.requests if type(r) is ScriptCall))
         return rounds.result()
 
     async def _quiet(self, request: Command | ScriptCall) -> Any:

@@ -21,7 +21,22 @@ from redis.client import Pipeline
 from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError, NoScriptError, RedisClusterException, ResponseError
 
-from .protocol.requests import TRANSIENT, Batch, BatchRounds, Command, Op, Request, ScriptCall, Sleep, command_of
+from .protocol.requests import (
+    EVAL,
+    EVALSHA,
+    FCALL,
+    TRANSIENT,
+    Batch,
+    BatchRounds,
+    Command,
+    Op,
+    Request,
+    ScriptCall,
+    Sleep,
+    command_of,
+    never_ran,
+)
+from .scripts import library
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
@@ -102,13 +117,15 @@ def _direct_pool(client: Any) -> Any:
 class SyncIO:
     """Drives core operations (:data:`~redis_atp.protocol.Op`) on one redis-py client."""
 
-    __slots__ = ("client", "_pool", "_local", "_cluster")
+    __slots__ = ("client", "_pool", "_local", "_cluster", "_form")
 
     def __init__(self, client: Any) -> None:
         self.client = client
         self._pool = _direct_pool(client)
         self._local = threading.local()
         self._cluster = isinstance(client, RedisCluster)
+        #: how script calls go: FCALL until the server shows it cannot (then EVALSHA)
+        self._form = FCALL if self._pool is not None or self._cluster else EVALSHA
 
     def run(self, op: Op[T]) -> T:
         """Run ``op`` to its result, one request at a time; a connection error is thrown
@@ -146,17 +163,45 @@ class SyncIO:
             raise
 
     def _script(self, call: ScriptCall) -> Any:
+        before = call.before
+        if self._form is FCALL:
+            try:
+                return self._send(command_of(call, FCALL), before)
+            except ResponseError as exc:
+                if not never_ran(exc):
+                    raise
+            before = None
+            if self._load_library(call):
+                try:
+                    return self._send(command_of(call, FCALL), None)
+                except ResponseError as exc:
+                    if not never_ran(exc):
+                        raise
         try:
-            return self._send(("EVALSHA", call.script.sha, *call.argv), call.before)
+            return self._send(command_of(call, EVALSHA), before)
         except NoScriptError:
-            return self._send(("EVAL", call.script.source, *call.argv), None)
+            return self._send(command_of(call, EVAL), None)
+
+    def _load_library(self, call: ScriptCall) -> bool:
+        """Load the scripts' library where ``call`` goes; if the server cannot (Redis
+        6.2, an ACL, out of memory), script calls go as ``EVALSHA`` from now on."""
+        load = ("FUNCTION", "LOAD", "REPLACE", library().source)
+        try:
+            if self._cluster:
+                self.client.execute_command(*load, target_nodes=self.client.get_node_from_key(call.argv[1]))
+            else:
+                self._send(load, None)
+            return True
+        except ResponseError:
+            self._form = EVALSHA
+            return False
 
     def _batch(self, batch: Batch) -> list[Any]:
         if not isinstance(batch.requests, Sequence):
             if self._pool is not None:
                 return self._stream(batch.requests)
             batch = Batch(list(batch.requests))
-        rounds = BatchRounds(batch)
+        rounds = BatchRounds(batch, self._form)
         if self._cluster and any(type(r) is ScriptCall for r in batch.requests):
             # a cluster pipeline looks an EVALSHA's keys up on its default node: one by one
             rounds.absorb([self._quiet(r) for r in batch.requests])
@@ -172,12 +217,12 @@ class SyncIO:
         """A streamed :class:`Batch`: each request is written as soon as it is produced
         (Redis runs it while the next is built), the replies are read at the end; scripts
         the server did not know (NOSCRIPT: they did nothing) go again as ``EVAL``."""
-        lease = self._lease()
+        lease, form = self._lease(), self._form
         conn, sent, replies = lease.conn, [], []
         try:
             try:
                 for request in requests:
-                    conn.send_packed_command(pack_commands(conn, [command_of(request)]), check_health=False)
+                    conn.send_packed_command(pack_commands(conn, [command_of(request, form)]), check_health=False)
                     sent.append(request)
             finally:  # whatever was sent is answered, even if producing the next request failed
                 for _ in sent:
@@ -189,17 +234,20 @@ class SyncIO:
         except BaseException:
             self._broken(lease)
             raise
-        rounds = BatchRounds(Batch(sent))
+        rounds = BatchRounds(Batch(sent), form)
         rounds.absorb(replies)
         return self._rest(rounds)
 
     def _rest(self, rounds: BatchRounds) -> list[Any]:
-        """The rounds of a batch that are left, pipelined (and NOSCRIPT ones again as ``EVAL``)."""
+        """The rounds of a batch that are left, pipelined (scripts that never ran again as
+        ``EVAL``); a function that was missing is loaded for the calls after this one."""
         while rounds.pending:
             pipe = self.client.pipeline(transaction=False)
             for args in rounds.commands():
                 pipe.execute_command(*args)
             rounds.absorb(pipe.execute(raise_on_error=False))
+        if rounds.functions_missing:
+            self._load_library(next(r for r in rounds.batch.requests if type(r) is ScriptCall))
         return rounds.result()
 
     # ------------------------------------------------------------------ held connections

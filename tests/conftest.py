@@ -150,6 +150,15 @@ class AsyncFace:
         self.loop.close()
 
 
+#: The commands a script call goes as (FCALL on Redis 7+, else EVALSHA; EVAL after NOSCRIPT).
+SCRIPT_CALLS = (b"FCALL", b"EVALSHA", b"EVAL")
+
+
+def slow_script_calls(client: Any, count: int = 1000) -> list[Any]:
+    """The script calls in Redis's SLOWLOG."""
+    return [e for e in client.slowlog_get(count) if e["command"].split()[0].upper() in SCRIPT_CALLS]
+
+
 def bound(tracker: Tracker, run: Run) -> TaskStatus:
     """A ``TaskStatus`` bound to ``run`` (a claim or a started task), as the worker builds one."""
     return TaskStatus(run.task_id, tracker=tracker, token=run.token)

@@ -41,7 +41,7 @@ def test_blocking_dequeue_is_woken_by_enqueue(real_tracker: Tracker, redis_url: 
     assert 0.45 < waited < 3
     assert real_tracker.get_task_status(tid)[1] == "SCHEDULED"
     # one try, one blocking wait, one try after the wake-up: no polling in between
-    assert SENT == ["EVALSHA", "BZPOPMIN", "EVALSHA"]
+    assert SENT == ["FCALL", "BZPOPMIN", "FCALL"]
 
 
 def test_blocking_dequeue_times_out(real_tracker: Tracker) -> None:

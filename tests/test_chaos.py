@@ -1,6 +1,6 @@
 """A short chaos run of a real worker fleet (``benchmarks.chaos``): about 25 s of faults
 (worker and supervisor SIGKILLs, CLIENT KILL storms, Redis SIGKILL + AOF restart,
-SIGSTOP, OOM refusals, SCRIPT FLUSH, one supervisor behind a slow link) on ~400
+SIGSTOP, OOM refusals, SCRIPT FLUSH + FUNCTION FLUSH, one supervisor behind a slow link) on ~400
 tasks; every invariant the run checks must hold. Needs redis-server: skipped without
 it, failed with CI=true."""
 

@@ -14,7 +14,7 @@ from redis_atp.daemon.fleet import Fleet
 from redis_atp.daemon.protocol import Claims
 from redis_atp.keys import Keys
 
-from .conftest import delete_namespace, live_queue, runs
+from .conftest import delete_namespace, live_queue, runs, slow_script_calls
 from .redisserver import RedisServer
 
 HANDLER = "redis_atp.tracker.dummyHandler"
@@ -46,7 +46,7 @@ def big(own_server: RedisServer, namespace: str) -> Iterator[Tracker]:
 
 def slow_scripts(tracker: Tracker) -> list[Any]:
     """Script calls Redis logged as taking over ``SLOW_US``."""
-    return [e for e in tracker.client.slowlog_get(1000) if e["command"].split()[0].upper() in (b"EVALSHA", b"EVAL")]
+    return slow_script_calls(tracker.client)
 
 
 # ---------------------------------------------------------------- 1. no run without ownership

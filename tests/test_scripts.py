@@ -1,19 +1,22 @@
-"""The Lua scripts: headers match the callers, every refusal code is mapped, and a
-lost script cache (SCRIPT FLUSH, restart) is recovered from, pipelines included."""
+"""The Lua scripts: headers match the callers, every refusal code is mapped, a lost
+script cache or library (SCRIPT FLUSH, FUNCTION FLUSH, restart) is recovered from,
+pipelines included, and the library keeps nothing of one call for the next."""
 
 from __future__ import annotations
 
 import re
+import uuid
 from importlib.resources import files
 from typing import Any
 
 import pytest
+import redis
 
 from redis_atp import Status, Tracker
-from redis_atp.errors import Code, error_for_code
-from redis_atp.scripts import _COMMENT, SCRIPT_NAMES, SHARED, constants, script
+from redis_atp.errors import Code, QueueEmpty, TaskTypeNotFound, error_for_code
+from redis_atp.scripts import _COMMENT, SCRIPT_NAMES, SHARED, _pieces, _read, constants, library, script
 
-from .conftest import runs
+from .conftest import delete_namespace, runs
 
 LUA = files("redis_atp") / "lua"
 HANDLER = "redis_atp.tracker.dummyHandler"
@@ -67,32 +70,144 @@ def test_shared_helpers_are_small() -> None:
         assert len(_lua(name).splitlines()) < 450, name
 
 
-def test_recovers_from_script_flush(tracker: Tracker) -> None:
+def _flush(client: Any) -> None:
+    """What a restart of a Redis that keeps nothing does to scripts: both caches gone."""
+    client.script_flush()
+    client.function_flush()
+
+
+def test_recovers_from_script_and_function_flush(tracker: Tracker) -> None:
     tracker.register_task_type("t", HANDLER)
-    tracker.client.script_flush()
+    _flush(tracker.client)
     tid = tracker.enqueue_task("t", "a", 1)
-    tracker.client.script_flush()
+    _flush(tracker.client)
     assert tracker.enqueue_many([("t", f"b{i}", i) for i in range(5)], chunk=2)[0] == tid + 1
-    tracker.client.script_flush()
+    _flush(tracker.client)
     [run] = runs(tracker, "w")
-    tracker.client.script_flush()
+    _flush(tracker.client)
     run.setSuccess()
     assert tracker.get_task_status(tid) == (Status.FINISHED, "FINISHED")
     assert tracker.get_queue_size() == 5
 
 
-def test_pipelined_calls_that_got_noscript_run_exactly_once(tracker: Tracker) -> None:
+def test_pipelined_calls_that_never_ran_run_exactly_once(tracker: Tracker) -> None:
     tracker.register_task_type("t", HANDLER)
-    tracker.client.script_flush()
+    _flush(tracker.client)
     out: list[Any] = tracker.enqueue_many([("t", f"i{i}", i) for i in range(10)], chunk=3)
     assert out == list(range(1, 11))
     assert tracker.get_queue_size() == 10
+    _flush(tracker.client)
+    assert tracker.enqueue_many([("t", f"j{i}", i) for i in range(4)], chunk=1) == list(range(11, 15))
+    assert tracker.get_queue_size() == 14
+
+
+def test_script_calls_go_as_fcall_of_the_library(real_tracker: Tracker) -> None:
+    real_tracker.register_task_type("t", HANDLER)
+    real_tracker.client.config_resetstat()
+    real_tracker.enqueue_task("t", "a", 1)
+    stats = real_tracker.client.info("commandstats")
+    assert stats["cmdstat_fcall"]["calls"] == 1 and "cmdstat_evalsha" not in stats
+    [flat] = real_tracker.client.function_list(library=library().name)
+    functions = dict(zip(flat[::2], flat[1::2], strict=True))[b"functions"]
+    assert {dict(zip(f[::2], f[1::2], strict=True))[b"name"].decode() for f in functions} == {
+        script(n).function for n in SCRIPT_NAMES}
+
+
+def test_a_server_that_cannot_fcall_gets_evalsha(real_client: redis.Redis, redis_url: str, namespace: str) -> None:
+    """Redis 6.2 has no FCALL, an ACL may forbid it: script calls go as EVALSHA then."""
+    user = f"atp-nofcall-{uuid.uuid4().hex[:8]}"
+    real_client.acl_setuser(user, enabled=True, nopass=True, keys=["*"], channels=["*"],
+                            commands=["+@all", "-fcall", "-function"])
+    client = redis.Redis.from_url(redis_url, username=user, password="x")
+    try:
+        real_client.function_flush()
+        t = Tracker(client, namespace)
+        t.register_task_type("t", HANDLER)
+        real_client.config_resetstat()
+        tid = t.enqueue_task("t", "a", 1)
+        assert t.enqueue_many([("t", f"b{i}", i) for i in range(3)]) == [tid + 1, tid + 2, tid + 3]
+        [run] = runs(t, "w")
+        run.setSuccess()
+        assert t.get_task_status(tid) == (Status.FINISHED, "FINISHED")
+        stats = real_client.info("commandstats")
+        assert stats["cmdstat_evalsha"]["calls"] >= 4 and "cmdstat_function|load" not in stats
+    finally:
+        client.close()
+        real_client.acl_deluser(user)
+        delete_namespace(real_client, namespace)
+
+
+def _shared_top_level() -> tuple[set[str], set[str], set[str]]:
+    """The shared helpers' top-level locals: (set by begin_call, functions, the others)."""
+    begin = next(text for name, text in _pieces("\n".join(_read(p) for p in SHARED)) if name == "begin_call")
+    state = set(re.findall(r"\b([A-Za-z_]\w*)\s*(?:,|=[^=])", "\n".join(begin.splitlines()[1:-1])))
+    functions, others = set(), set()
+    for name, text in _pieces("\n".join(_read(p) for p in SHARED)):
+        if name:
+            functions.add(name)
+            continue
+        for line in _COMMENT.sub("", text).splitlines():
+            declared = re.match(r"^local ([\w, ]+?)\s*(?:=|$)", line)
+            if declared:
+                others |= {n.strip() for n in declared.group(1).split(",")}
+    return state, functions, others - functions - state
+
+
+def test_the_library_keeps_no_state_from_one_call_to_the_next() -> None:
+    """A Redis Functions library keeps its locals between calls: every top-level local of
+    the helpers is a function, a constant nothing assigns, or state begin_call resets."""
+    state, _, others = _shared_top_level()
+    assert {"type_cache", "now_cached", "pause_state", "events_cap", "SHARDS"} <= state
+    code = _COMMENT.sub("", "\n".join(_read(n) for n in (*SHARED, *SCRIPT_NAMES)))
+    for name in others:
+        assert name.isupper(), f"{name}: a top-level local of the helpers that is neither state nor constant"
+        assigned = re.findall(rf"^\s*(?!local )[\w, ]*\b{name}\b[\w, ]*=[^=]", code, re.M)
+        assert not assigned, f"{name} is assigned after its declaration: {assigned}"
+        assert not re.search(rf"\b{name}\s*\[[^]]*\]\s*=[^=]|\b{name}\.\w+\s*=[^=]", code), f"{name} is changed"
+
+
+def test_each_call_sees_its_own_namespace_and_the_current_settings(real_client: redis.Redis) -> None:
+    """Calls that alternate between namespaces, and settings changed between calls: the
+    library's key names and caches of one call never leak into the next."""
+    a, b = Tracker(real_client, f"lib-a-{uuid.uuid4().hex[:6]}"), Tracker(real_client, f"lib-b-{uuid.uuid4().hex[:6]}")
+    try:
+        a.register_task_type("t", HANDLER, timeout=10)
+        b.register_task_type("t", "other.module.handler", timeout=20)
+        for i in range(3):
+            assert a.enqueue_task("t", f"x{i}", i) == b.enqueue_task("t", f"x{i}", i) == i + 1
+        assert a.get_queue_size() == b.get_queue_size() == 3
+        with pytest.raises(TaskTypeNotFound):  # a call that found the type missing...
+            b.enqueue_task("late", "x", 1)
+        b.register_task_type("late", HANDLER)
+        assert b.enqueue_task("late", "x", 1) == 4  # ...and the next one, after it was registered
+        assert len(runs(b, "w")) == 1
+        a.pause_queue()
+        with pytest.raises(QueueEmpty):
+            runs(a, "w")
+        assert len(runs(b, "w")) == 1
+        a.resume_queue()
+        assert len(runs(a, "w")) == 1
+        a.set_max_events(0)
+        before = len(a.client.xrange(a.ns.keys.events))
+        a.enqueue_task("t", "quiet", 1)
+        b.enqueue_task("t", "loud", 1)
+        assert len(a.client.xrange(a.ns.keys.events)) == before
+        assert b.client.xrevrange(b.ns.keys.events, count=1)[0][1][b"ident"] == b"loud"
+        first, second = a.get_task_status(1), a.get_task_status(4)
+        assert first[0] == Status.SCHEDULED and second[0] == Status.ACCEPTED
+    finally:
+        delete_namespace(real_client, a.namespace)
+        delete_namespace(real_client, b.namespace)
 
 
 @pytest.mark.parametrize("name", SCRIPT_NAMES)
 def test_scripts_compile(tracker: Tracker, name: str) -> None:
     sha = tracker.client.script_load(script(name).source)
     assert sha == script(name).sha
+
+
+def test_the_library_loads(real_client: redis.Redis) -> None:
+    assert real_client.function_load(library().source, replace=True) == library().name.encode()
 
 
 def test_a_script_is_sent_with_only_the_helpers_it_can_reach() -> None:

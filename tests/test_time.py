@@ -13,7 +13,7 @@ from redis_atp import InvalidInput, QueueEmpty, QueueFull, Status, Tracker
 from redis_atp.daemon.protocol import Claims
 from redis_atp.protocol import admin
 
-from .conftest import namespace_keys
+from .conftest import namespace_keys, slow_script_calls
 from .fleetproc import counts, start, wait_until
 
 HANDLER = "redis_atp.tracker.dummyHandler"
@@ -151,8 +151,7 @@ def test_a_hundred_thousand_due_at_once_promote_in_short_calls(real_tracker: Tra
     t.client.slowlog_reset()
     try:
         moved = t.io.run(admin.promote_due(t.ns, 0, limit=100, calls=10**6))
-        slow = [e for e in t.client.slowlog_get(128) if b"EVALSHA" in b" ".join(e["command"].split()[:1])
-                or e["command"].startswith(b"EVAL")]
+        slow = slow_script_calls(t.client)
     finally:
         t.client.config_set("slowlog-log-slower-than", before)
     assert moved == n and t.get_queue_counts() == {"ready": n, "delayed": 0, "parked": 0}

@@ -22,7 +22,8 @@ logged with its time:
 * ``redis_restart``: SIGKILL of redis-server, restarted at once on the same port from its AOF;
 * ``stop_child``: SIGSTOP of a worker process (chosen likewise) for 1-3 s, then SIGCONT;
 * ``oom``: ``maxmemory`` just above ``used_memory`` (``noeviction``) for 1-2 s;
-* ``script_flush``: ``SCRIPT FLUSH``.
+* ``script_flush``: ``SCRIPT FLUSH`` + ``FUNCTION FLUSH`` (what a restart of a Redis
+  that keeps nothing does to scripts: the script cache and the scripts' library gone).
 
 Then the faults stop, the fleet drains (bounded by ``--drain``), the supervisors get
 SIGTERM, and these invariants are checked, each reported with its numbers:

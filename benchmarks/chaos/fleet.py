@@ -336,8 +336,12 @@ class Chaos:
             self.events.add("oom_end", "maxmemory 0", fault=False)
 
     def script_flush(self) -> None:
-        ok = best_effort(lambda: self.admin.script_flush())
-        self.events.add("script_flush", "SCRIPT FLUSH" + ("" if ok is not None else " (failed)"))
+        """What a restart of a Redis that keeps nothing does to scripts: the script cache
+        and the functions' libraries emptied (``SCRIPT FLUSH`` + ``FUNCTION FLUSH``)."""
+        failed = [what for what, flush in (("SCRIPT", self.admin.script_flush), ("FUNCTION", self.admin.function_flush))
+                  if best_effort(flush) is None]
+        self.events.add("script_flush", "SCRIPT FLUSH + FUNCTION FLUSH"
+                        + (f" ({' and '.join(failed)} FLUSH failed)" if failed else ""))
 
     def close(self) -> None:
         self.tick(force=True)

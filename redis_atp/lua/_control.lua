@@ -6,7 +6,6 @@
 -- and nothing is written). Read once per call. The entry id's time is the event's time.
 -- The stream is trimmed by the first event of each millisecond (id '<ms>-0'): at most
 -- a millisecond's events over the cap, and a burst pays for one trim, not one each.
-local events_cap
 emit = function(id, type_name, ident, code, msg)
   if not events_cap then
     events_cap = tonumber(redis.call('HGET', K_CONFIG, 'max_events') or DEFAULT_MAX_EVENTS) or DEFAULT_MAX_EVENTS

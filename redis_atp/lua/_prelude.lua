@@ -11,7 +11,14 @@
 -- Every key a script touches is P plus a fixed word, a number or a digest: all of
 -- them share the namespace's hash tag, so they live in the same slot.
 
-local LOG_CAP, SHARDS, SHARD = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+-- The state of one call, every piece of it (begin_call sets each at the start of a
+-- call: as a Redis Function, the library keeps its locals from one call to the next).
+local LOG_CAP, SHARDS, SHARD, now_cached, type_cache, pause_state, events_cap
+local function begin_call()
+  LOG_CAP, SHARDS, SHARD = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+  now_cached, type_cache, pause_state, events_cap = nil, {}, nil, nil
+end
+
 local NARG = 4
 local function arg(i) return ARGV[NARG + i] end
 
@@ -24,7 +31,6 @@ local function is_terminal(s) return s == S_FINISHED or s == S_FAILED end
 
 -- Milliseconds since the epoch, from the Redis clock (one clock for every host).
 -- Read once per call: every change one script makes happens at the same time.
-local now_cached
 local function now_ms()
   if not now_cached then
     local t = redis.call('TIME')
@@ -61,7 +67,6 @@ end
 -- task of the type, scored by the time of its last status change, so the type's
 -- current timeout decides what is overdue) and settings, or nil when it is not
 -- registered. Read once per script call (a worker's step touches several tasks).
-local type_cache = {}
 local function load_type(name)
   local cached = type_cache[name]
   if cached ~= nil then return cached or nil end
@@ -127,7 +132,6 @@ end
 -- What is paused (see pause.lua): {all = namespace paused, ['t:<type>'] = type paused,
 -- parked = tasks set aside in parked lists}; read once per call. With nothing paused
 -- the hash does not exist, and this costs one lookup of a missing key.
-local pause_state
 local function pause()
   if not pause_state then
     local flat = redis.call('HGETALL', K_PAUSED)

@@ -14,12 +14,12 @@ import time
 from collections.abc import Generator, Iterable, Sequence
 from typing import Any, TypeVar
 
-from redis.exceptions import ConnectionError, NoScriptError, TimeoutError
+from redis.exceptions import ConnectionError, NoPermissionError, NoScriptError, ResponseError, TimeoutError
 
 from ..scripts import Script
 
 __all__ = ["Command", "ScriptCall", "Batch", "Sleep", "BatchRounds", "Request", "Op", "Reconnect", "TRANSIENT",
-           "command_of"]
+           "command_of", "never_ran", "FCALL", "EVALSHA", "EVAL"]
 
 #: The errors the faces throw into an operation: the connection failed or timed out.
 TRANSIENT = (ConnectionError, TimeoutError)
@@ -43,8 +43,10 @@ class Command:
 
 
 class ScriptCall:
-    """``EVALSHA`` of one script; a NOSCRIPT answer (the call did nothing) is repeated
-    as ``EVAL`` with the source. ``argv``: ``numkeys, *keys, *args``. ``before``: a
+    """One script call: ``FCALL`` of its function in the scripts' library (Redis 7+),
+    else ``EVALSHA``; an answer saying the server did not know it (:func:`never_ran`)
+    is repeated (the library loaded, or as ``EVAL`` with the source). ``argv``:
+    ``numkeys, *keys, *args``. ``before``: a
     command sent in the same write just before the script, its reply dropped (the
     worker's blocking wait on its mailbox, so the script runs the moment it returns)."""
 
@@ -116,43 +118,71 @@ Request = Command | ScriptCall | Batch | Sleep
 Op = Generator[Request, Any, T]
 
 
-def command_of(request: Command | ScriptCall, full: bool = False) -> tuple[Any, ...]:
-    """The command a request sends: its own, or ``EVALSHA`` (``full``: ``EVAL``) of a script."""
+#: How a script call is sent: ``FCALL`` of its function in the library of every script
+#: (Redis 7+: the helpers are defined once, not on every call), ``EVALSHA`` (Redis 6.2,
+#: or where the library cannot be loaded), ``EVAL`` with the full source.
+FCALL, EVALSHA, EVAL = "FCALL", "EVALSHA", "EVAL"
+
+_UNKNOWN = ("Function not found", "unknown command")
+
+
+def command_of(request: Command | ScriptCall, form: str = FCALL) -> tuple[Any, ...]:
+    """The command a request sends: its own, or a script call in ``form``."""
     if type(request) is Command:
         return request.args
     call: ScriptCall = request  # type: ignore[assignment]
-    return ("EVAL", call.script.source, *call.argv) if full else ("EVALSHA", call.script.sha, *call.argv)
+    if form is FCALL:
+        return ("FCALL", call.script.function, *call.argv)
+    if form is EVALSHA:
+        return ("EVALSHA", call.script.sha, *call.argv)
+    return ("EVAL", call.script.source, *call.argv)
+
+
+def never_ran(reply: Any) -> bool:
+    """Whether an error reply says a script call did nothing because the server did not
+    know what was called: the script (NOSCRIPT), its function (the library is not
+    loaded: a restart, ``FUNCTION FLUSH``), ``FCALL`` itself (Redis 6.2), or the user
+    may not run ``FCALL`` (ACL)."""
+    if isinstance(reply, NoScriptError):
+        return True
+    if isinstance(reply, NoPermissionError):
+        return "'fcall'" in str(reply).lower()
+    return isinstance(reply, ResponseError) and str(reply).startswith(_UNKNOWN)
 
 
 class BatchRounds:
-    """The rounds a :class:`Batch` takes: every request pipelined, then those answered
-    NOSCRIPT (which did nothing) again as ``EVAL``, until none is; then the replies,
-    or the first error once every request has run."""
+    """The rounds a :class:`Batch` takes: every request pipelined (scripts in ``form``),
+    then those that never ran (:func:`never_ran`) again as ``EVAL``, until none is left;
+    then the replies, or the first error once every request has run."""
 
-    __slots__ = ("batch", "replies", "pending", "_eval")
+    __slots__ = ("batch", "replies", "pending", "form", "functions_missing")
 
-    def __init__(self, batch: Batch) -> None:
+    def __init__(self, batch: Batch, form: str = FCALL) -> None:
         assert isinstance(batch.requests, Sequence)
         self.batch = batch
         self.replies: list[Any] = [None] * len(batch.requests)
         self.pending = list(range(len(batch.requests)))
-        self._eval = False
+        self.form = form
+        #: a script call's function was not there (the executor loads the library)
+        self.functions_missing = False
 
     def commands(self) -> list[tuple[Any, ...]]:
         """The commands of the next round."""
         requests = self.batch.requests
         assert isinstance(requests, Sequence)
-        return [command_of(requests[i], self._eval) for i in self.pending]
+        return [command_of(requests[i], self.form) for i in self.pending]
 
     def absorb(self, replies: list[Any]) -> None:
         """Take a round's replies (errors as values)."""
-        retry = []
+        retry, requests = [], self.batch.requests
+        assert isinstance(requests, Sequence)
         for i, reply in zip(self.pending, replies, strict=True):
-            if isinstance(reply, NoScriptError):
+            if self.form is not EVAL and type(requests[i]) is ScriptCall and never_ran(reply):
                 retry.append(i)
+                self.functions_missing |= self.form is FCALL
             else:
                 self.replies[i] = reply
-        self.pending, self._eval = retry, True
+        self.pending, self.form = retry, EVAL
 
     def result(self) -> list[Any]:
         assert isinstance(self.batch.requests, Sequence)
