@@ -168,7 +168,8 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         x = r["w1"]
         out.append((f"W1 `enqueue_task` x {x['n']:,}, sequential",
                     f"{_i(x['tasks_per_s'])} tasks/s ({_f(x['us_per_call'], 0)} µs/call: Redis "
-                    f"{_f(x['server_us_per_evalsha'], 1)} µs/EVALSHA, PING round trip {_f(x['ping_rtt_us'], 0)} µs)"))
+                    f"{_f(x['server_us_per_script_call'], 1)} µs/script call, "
+                    f"PING round trip {_f(x['ping_rtt_us'], 0)} µs)"))
     if "w1b" in r:
         x = r["w1b"]
         out.append((f"W1b `enqueue_many`, calls of {x['batch']} tasks (streamed, default chunk)",
@@ -183,7 +184,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         x = r["w2_async"]
         out.append((f"W2 drain of {x['n']:,}, `async def` no-op handler, `redis-atp worker -n {x['processes']}`",
                     f"{_i(x['tasks_per_s'])} tasks/s (steady {_i(x['steady_tasks_per_s'])}; "
-                    f"{_f(x['evalsha_per_task'])} EVALSHA/task)"))
+                    f"{_f(x['script_calls_per_task'])} script calls/task)"))
     if "w2" in r:
         x = r["w2"]
         out += [
@@ -193,7 +194,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
              f"{_i(x['steady_tasks_per_s'])} tasks/s (10 %→90 %: {_i(x['middle_80pct_tasks_per_s'] or 0)})"),
             ("W2 fleet start → first completion", f"{_f(x['startup_s'])} s"),
             ("W2 where time goes",
-             f"Redis {_f(x['server_us_per_evalsha'], 1)} µs/EVALSHA x {_f(x['evalsha_per_task'])}/task, "
+             f"Redis {_f(x['server_us_per_script_call'], 1)} µs/script call x {_f(x['script_calls_per_task'])}/task, "
              f"Redis busy {_f(100 * x['redis_cpu_share'], 0)} % of a core; fleet {_f(x['fleet_cpu_ms_per_task'], 3)} "
              f"CPU ms/task"),
             ("W2 check: finished_total / failed_total / queue left / fleet exit",
@@ -239,8 +240,8 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
                         f"{_f(x['round_trips_per_task'], 3)} ({_top(x['round_trips_by_command'], 3)}); "
                         f"Lua-internal {_f(x['lua_commands_per_task'], 1)} ({_top(x['lua_commands_by_command'])}); "
                         f"commandstats {_f(x['commandstats_calls_per_task'], 2)}, total_commands_processed "
-                        f"{_f(x['total_commands_processed_per_task'], 2)}; EVALSHA commandstats "
-                        f"{x['evalsha_commandstats']:,} vs MONITOR {x['evalsha_monitor']:,}"))
+                        f"{_f(x['total_commands_processed_per_task'], 2)}; script calls commandstats "
+                        f"{x['script_calls_commandstats']:,} vs MONITOR {x['script_calls_monitor']:,}"))
     out += _scaling_rows(r)
     out += _cluster_rows(r)
     if "w2_slow_link" in r:
@@ -275,7 +276,8 @@ def _control_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
              f"{x['pairs']} interleaved pairs: medians [all]",
              f"{_i(x['w2_tasks_per_s']['on'])} [{_vals([d['tasks_per_s'] for d in on])}] / "
              f"{_i(x['w2_tasks_per_s']['off'])} [{_vals([d['tasks_per_s'] for d in off])}] tasks/s; steady "
-             f"{_onoff(x['w2_steady_tasks_per_s'], 0)}; Redis {_onoff(x['w2_server_us_per_evalsha'])} µs/EVALSHA"),
+             f"{_onoff(x['w2_steady_tasks_per_s'], 0)}; "
+             f"Redis {_onoff(x['w2_server_us_per_script_call'])} µs/script call"),
             ("Events stream memory (after an \"on\" drain)",
              f"{_i(x['bytes_per_event_freed'])} bytes/event (`used_memory` freed by DEL / XLEN), "
              f"{_i(x['bytes_per_event_memory_usage'])} (MEMORY USAGE / XLEN); {_f(x['events_per_task'])} "
@@ -348,7 +350,7 @@ def _scaling_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     out = [(f"Fill with `enqueue_many` ({sizes} tasks)", " → ".join(f"{_i(x['fill_tasks_per_s'])} tasks/s"
                                                                      for x in runs))]
     for key, label in _OPS:
-        cells = " → ".join(f"{_i(x[key]['p50_us'])} µs (Redis {_i(x[key]['server_us_per_evalsha'])})" for x in runs)
+        cells = " → ".join(f"{_i(x[key]['p50_us'])} µs (Redis {_i(x[key]['server_us_per_script_call'])})" for x in runs)
         out.append((f"{label}, p50 at {sizes} tasks", cells))
     out.append((f"PING round trip at {sizes} tasks", " → ".join(f"{_i(x['ping_rtt_us'])} µs" for x in runs)))
     if len(runs) > 1:  # memory grows by the same bytes for every task: the line through the two fills

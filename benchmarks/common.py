@@ -83,10 +83,25 @@ def children_cpu_s() -> float:
     return t.children_user + t.children_system
 
 
-def evalsha_stats(client: redis.Redis) -> dict[str, float]:
-    """``INFO commandstats`` of EVALSHA since the last ``CONFIG RESETSTAT``."""
-    stats = client.info("commandstats").get("cmdstat_evalsha", {})
-    return {"calls": float(stats.get("calls", 0)), "usec_per_call": float(stats.get("usec_per_call", 0.0))}
+#: The commands a script call goes as (``INFO commandstats`` names): ``FCALL`` of its
+#: function in the scripts' library (Redis 7+), ``EVALSHA`` (Redis 6.2, or where FCALL
+#: is not allowed), ``EVAL`` (a script the server did not know, sent with its source).
+SCRIPT_CALLS = ("fcall", "evalsha", "eval")
+
+
+def script_stats_of(commandstats: dict[str, Any]) -> dict[str, float]:
+    """Script calls in an ``INFO commandstats`` reply, every form summed: ``calls`` and
+    ``usec_per_call`` (total µs / total calls; 0 without calls)."""
+    found = [commandstats[f"cmdstat_{c}"] for c in SCRIPT_CALLS if f"cmdstat_{c}" in commandstats]
+    calls = sum(float(v.get("calls", 0)) for v in found)
+    usec = sum(float(v.get("usec", 0)) for v in found)
+    return {"calls": calls, "usec_per_call": usec / calls if calls else 0.0}
+
+
+def script_stats(client: redis.Redis) -> dict[str, float]:
+    """``INFO commandstats`` of script calls (FCALL, or EVALSHA on Redis 6.2; and EVAL)
+    since the last ``CONFIG RESETSTAT``: ``calls`` and ``usec_per_call``."""
+    return script_stats_of(client.info("commandstats"))
 
 
 def ping_rtt_us(client: redis.Redis, n: int = 1000) -> float:

@@ -2,8 +2,9 @@
 drains, Redis memory, script time; on against off), and ``list_tasks`` and
 ``requeue_failed`` at 1,000 and 1,000,000 tasks.
 
-Redis time is ``INFO commandstats`` of EVALSHA (reset before each phase); script calls
-over 10 ms are read from ``SLOWLOG`` (``slowlog-log-slower-than`` 10000).
+Redis time is ``INFO commandstats`` of script calls (FCALL, or EVALSHA on Redis 6.2;
+and EVAL), reset before each phase; script calls over 10 ms are read from ``SLOWLOG``
+(``slowlog-log-slower-than`` 10000).
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ from .common import (
     NAMESPACE,
     TASK_TYPE,
     enqueue_bulk,
-    evalsha_stats,
     make_tracker,
     payload,
     percentiles,
+    script_stats,
+    script_stats_of,
     tasks,
 )
 
@@ -74,16 +76,22 @@ def pipelined(tracker: Tracker, ops: list[Op[Any]]) -> list[Any]:
     return out
 
 
-_SCRIPT_OF_SHA = {script(name).sha.encode(): name for name in SCRIPT_NAMES}
+#: A script's name by what a call names it with: its SHA-1 (EVALSHA) or its function
+#: in the scripts' library (FCALL).
+_SCRIPT_OF = {key.encode(): name for name in SCRIPT_NAMES for key in (script(name).sha, script(name).function)}
+#: The script calls' commands: FCALL (Redis 7+), EVALSHA (Redis 6.2, or where FCALL is
+#: not allowed), EVAL (a script the server did not know, sent with its source).
+_SCRIPT_CALLS = (b"FCALL", b"EVALSHA", b"EVAL")
 
 
 def slow_scripts(client: redis.Redis) -> list[dict[str, Any]]:
-    """SLOWLOG entries of our scripts (EVALSHA/EVAL), oldest first: ``{script, us}``."""
+    """SLOWLOG entries of our script calls (FCALL, EVALSHA, EVAL), oldest first:
+    ``{script, us}``; an EVAL's script is ``EVAL`` (the log holds its source, cut short)."""
     out = []
     for e in reversed(client.slowlog_get(1024)):
         args = e["command"].split()
-        if args and args[0].upper() in (b"EVALSHA", b"EVAL"):  # EVAL: a script's first call, with its source
-            name = _SCRIPT_OF_SHA.get(args[1], "?") if args[0].upper() == b"EVALSHA" and len(args) > 1 else "EVAL"
+        if args and (cmd := args[0].upper()) in _SCRIPT_CALLS:
+            name = _SCRIPT_OF.get(args[1], "?") if cmd != b"EVAL" and len(args) > 1 else "EVAL"
             out.append({"script": name, "us": int(e["duration"])})
     return out
 
@@ -163,12 +171,13 @@ def _stream_memory(client: redis.Redis, key: str, n: int) -> dict[str, Any]:
 
 
 def _script_us(client: redis.Redis) -> dict[str, float]:
-    """Redis µs per EVALSHA since the last reset, and of it the events stream's own
-    commands (XADD, XTRIM: ``INFO commandstats`` counts commands scripts run too)."""
+    """Redis µs per script call (FCALL, or EVALSHA on Redis 6.2) since the last reset,
+    and of it the events stream's own commands (XADD, XTRIM: ``INFO commandstats``
+    counts commands scripts run too)."""
     st = client.info("commandstats")
-    evalsha = st.get("cmdstat_evalsha", {})
+    calls = script_stats_of(st)
     stream = sum(float(st.get(f"cmdstat_{c}", {}).get("usec", 0)) for c in ("xadd", "xtrim"))
-    return {"us": float(evalsha.get("usec_per_call", 0.0)), "stream_us": stream / max(1, int(evalsha.get("calls", 0)))}
+    return {"us": calls["usec_per_call"], "stream_us": stream / max(1, int(calls["calls"]))}
 
 
 OPS = ("enqueue", "enqueue_many", "advance")
@@ -212,7 +221,7 @@ def events_on_off(server: RedisServer, n: int, pairs: int, calls: int, log_dir: 
             x = w.w2_drain(srv, n, 2, log_dir)
             xlen = int(tracker.client.xlen(tracker.ns.keys.events))
             drains["on" if cap else "off"].append({k: x[k] for k in (
-                "tasks_per_s", "steady_tasks_per_s", "server_us_per_evalsha", "evalsha_per_task",
+                "tasks_per_s", "steady_tasks_per_s", "server_us_per_script_call", "script_calls_per_task",
                 "finished_total", "fleet_exit_code")} | {"xlen": xlen})
             if cap:
                 memory.append(_stream_memory(tracker.client, tracker.ns.keys.events, n))
@@ -236,7 +245,7 @@ def events_on_off(server: RedisServer, n: int, pairs: int, calls: int, log_dir: 
         "drains": drains,
         "w2_tasks_per_s": {k: med(d["tasks_per_s"] for d in v) for k, v in drains.items()},
         "w2_steady_tasks_per_s": {k: med(d["steady_tasks_per_s"] for d in v) for k, v in drains.items()},
-        "w2_server_us_per_evalsha": {k: med(d["server_us_per_evalsha"] for d in v) for k, v in drains.items()},
+        "w2_server_us_per_script_call": {k: med(d["server_us_per_script_call"] for d in v) for k, v in drains.items()},
         "stream": memory,
         "bytes_per_event_freed": med(m["bytes_per_event_freed"] for m in memory),
         "bytes_per_event_memory_usage": med(m["bytes_per_event_memory_usage"] for m in memory),
@@ -302,7 +311,7 @@ def _time_list(tracker: Tracker, **query: Any) -> dict[str, Any]:
         t0 = time.perf_counter()
         rows = tracker.list_tasks(limit=LIST_LIMIT, **query)
         ms.append((time.perf_counter() - t0) * 1000)
-    st = evalsha_stats(client)
+    st = script_stats(client)
     return {"rows": len(rows), "wall_ms_p50": statistics.median(ms), "wall_ms_max": max(ms),
             "script_calls_per_list": st["calls"] / LIST_REPS, "redis_us_per_script_call": st["usec_per_call"],
             "redis_us_per_list": st["usec_per_call"] * st["calls"] / LIST_REPS}
@@ -338,7 +347,7 @@ def _requeue(tracker: Tracker, n: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     moved = tracker.requeue_failed(REQUEUE_TYPE)
     dt = time.perf_counter() - t0
-    st = evalsha_stats(client)
+    st = script_stats(client)
     calls = [e["us"] for e in slow_scripts(client) if e["script"] == "requeue_failed"]
     client.config_set("slowlog-log-slower-than", SLOW_US)
     if moved != n:

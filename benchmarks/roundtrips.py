@@ -31,11 +31,15 @@ from .fleet import WorkerFleet
 
 REDIS_CLI = "/usr/bin/redis-cli"
 _LINE = re.compile(r'^\d+\.\d+ \[\d+ ([^\]]+)\] "([^"]*)"(?: "([^"]*)")?')
-_SUBCOMMANDS = {"SCRIPT", "CONFIG", "CLIENT", "OBJECT", "COMMAND"}
+_SUBCOMMANDS = {"SCRIPT", "FUNCTION", "CONFIG", "CLIENT", "OBJECT", "COMMAND"}
 _MARK = "bench:phase:"
-#: Commands of the driver's connection that are the producer's library calls (the rest,
-#: ECHO markers, INFO and the completion polls, are the benchmark's own).
-_LIBRARY = {"EVALSHA", "SCRIPT|LOAD"}
+#: The commands a script call goes as: FCALL of its function in the scripts' library
+#: (Redis 7+), EVALSHA (Redis 6.2, or where FCALL is not allowed), EVAL (with the source).
+_SCRIPT_CALLS = ("FCALL", "EVALSHA", "EVAL")
+#: Commands of the driver's connection that are the producer's library calls: script
+#: calls and loading the library or a script (the rest, ECHO markers, INFO and the
+#: completion polls, are the benchmark's own).
+_LIBRARY = {*_SCRIPT_CALLS, "FUNCTION|LOAD", "SCRIPT|LOAD"}
 
 
 class Monitor:
@@ -191,7 +195,8 @@ def _summary(n: int, mode: str, stats: dict[str, Any], phases: dict[str, dict[st
         "commandstats_calls_per_task": sum(cs_calls.values()) / n,
         "commandstats_by_command": _per_task(cs_calls, n),
         "total_commands_processed_per_task": total / n,
-        "evalsha_commandstats": cs_calls["EVALSHA"], "evalsha_monitor": client_cmds["EVALSHA"],
+        "script_calls_commandstats": sum(cs_calls[c] for c in _SCRIPT_CALLS),
+        "script_calls_monitor": sum(client_cmds[c] for c in _SCRIPT_CALLS),
         "driver_polls": stats["polls"],
         "note": "round trips / Lua commands: MONITOR, library only (producer + fleet, driver polls left out); "
                 "commandstats / total_commands_processed: everything the server ran in the same phases, "

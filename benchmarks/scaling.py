@@ -2,7 +2,8 @@
 
 The namespace is filled with ``enqueue_many`` (queued tasks, no limit); then each
 operation is timed call by call on the client (``perf_counter``), and on the server
-(``INFO commandstats`` ``usec_per_call`` of EVALSHA, reset before each operation).
+(``INFO commandstats`` µs per script call, FCALL or EVALSHA on Redis 6.2, reset
+before each operation).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .common import (
     payload,
     percentiles,
     ping_rtt_us,
+    script_stats,
     tasks,
     wait_for,
 )
@@ -43,8 +45,8 @@ def fill(tracker: Tracker, size: int) -> float:
 
 
 def timed(tracker: Tracker, calls: list[Callable[[], Any]]) -> tuple[dict[str, Any], list[Any]]:
-    """Run ``calls`` one by one; their client-side µs percentiles, the server's EVALSHA
-    µs per call, and their results."""
+    """Run ``calls`` one by one; their client-side µs percentiles, the server's µs per
+    script call (FCALL, or EVALSHA on Redis 6.2) and script calls per call, and their results."""
     client = tracker.client
     client.config_resetstat()
     results, us = [], []
@@ -52,10 +54,10 @@ def timed(tracker: Tracker, calls: list[Callable[[], Any]]) -> tuple[dict[str, A
         t0 = time.perf_counter()
         results.append(call())
         us.append((time.perf_counter() - t0) * 1e6)
-    evalsha = client.info("commandstats").get("cmdstat_evalsha", {})
+    script = script_stats(client)
     stats = {f"{k}_us": v for k, v in percentiles(us).items() if k in ("p50", "p90", "mean", "max")}
-    return {"samples": len(us), **stats, "server_us_per_evalsha": evalsha.get("usec_per_call"),
-            "evalsha_per_call": int(evalsha.get("calls", 0)) / len(us)}, results
+    return {"samples": len(us), **stats, "server_us_per_script_call": script["usec_per_call"],
+            "script_calls_per_call": script["calls"] / len(us)}, results
 
 
 def _set_timeout(tracker: Tracker, seconds: float) -> None:
@@ -85,9 +87,9 @@ def _overdue_sweeps(tracker: Tracker) -> dict[str, Any]:
 def _medians(per_rep: list[dict[str, Any]]) -> dict[str, Any]:
     """One figure of timed single calls (see :func:`timed`): the median call and the slowest."""
     us = sorted(r["mean_us"] for r in per_rep)
-    server = sorted(r["server_us_per_evalsha"] for r in per_rep)
+    server = sorted(r["server_us_per_script_call"] for r in per_rep)
     return {"samples": len(us), "p50_us": us[len(us) // 2], "max_us": us[-1],
-            "server_us_per_evalsha": server[len(server) // 2]}
+            "server_us_per_script_call": server[len(server) // 2]}
 
 
 def _promotions(tracker: Tracker) -> dict[str, Any]:
@@ -132,7 +134,8 @@ def scaling(server: RedisServer, size: int) -> dict[str, Any]:
 
 
 def _warm_up(tracker: Tracker) -> None:
-    """One untimed call of each script (loads it into the server's script cache)."""
+    """One untimed call of each script (the scripts' library loaded; on Redis 6.2, each script
+    into the server's script cache)."""
     [run] = tracker.claim("bench-warm-up", count=1)
     tracker.resume_task(run.task_id, token=run.token)
     tracker.reenqueue_zombie_tasks()

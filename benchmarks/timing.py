@@ -10,7 +10,7 @@ from redis_atp import Tracker
 from redis_atp.protocol import admin
 from tests.redisserver import RedisServer
 
-from .common import TASK_TYPE, enqueue_bulk, evalsha_stats, make_tracker, payload, tasks
+from .common import TASK_TYPE, enqueue_bulk, make_tracker, payload, script_stats, tasks
 
 LEVELS = 10
 
@@ -44,7 +44,7 @@ def promotion(server: RedisServer, n: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     moved = tracker.io.run(admin.promote_due(tracker.ns, 0, limit=100, calls=10**9))
     dt = time.perf_counter() - t0
-    stats = evalsha_stats(tracker.client)
+    stats = script_stats(tracker.client)
     if moved != n:
         raise RuntimeError(f"promoted {moved} of {n}")
     return {"n": n, "tasks_per_s": n / dt, "redis_us_per_task": stats["usec_per_call"] * stats["calls"] / n,
@@ -57,7 +57,7 @@ def _claims(tracker: Tracker, n: int) -> tuple[float, float]:
     for _ in range(n):
         tracker.claim("bench-owner")
     dt = time.perf_counter() - t0
-    stats = evalsha_stats(tracker.client)
+    stats = script_stats(tracker.client)
     return n / dt, stats["usec_per_call"]
 
 

@@ -24,12 +24,12 @@ from .common import (
     children_cpu_s,
     counts,
     enqueue_bulk,
-    evalsha_stats,
     make_tracker,
     payload,
     percentiles,
     ping_rtt_us,
     redis_cpu_s,
+    script_stats,
     tasks,
 )
 from .fleet import WorkerFleet
@@ -60,11 +60,11 @@ def w1_enqueue(server: RedisServer, n: int) -> dict[str, Any]:
     for ident, data in items:
         tracker.enqueue_task(TASK_TYPE, ident, data)
     dt = time.perf_counter() - t0
-    script = evalsha_stats(tracker.client)
+    script = script_stats(tracker.client)
     redis_cpu = redis_cpu_s(tracker.client) - cpu0
     expect_queue(tracker, n + WARMUP)
     return {"n": n, "seconds": dt, "tasks_per_s": n / dt, "us_per_call": dt / n * 1e6,
-            "server_us_per_evalsha": script["usec_per_call"], "redis_cpu_share": redis_cpu / dt,
+            "server_us_per_script_call": script["usec_per_call"], "redis_cpu_share": redis_cpu / dt,
             "ping_rtt_us": ping_rtt_us(tracker.client)}
 
 
@@ -133,7 +133,7 @@ def w2_drain(server: RedisServer, n: int, processes: int, log_dir: Path,
             time.sleep(POLL_S)
         t_end = samples[-1][0]
         redis_cpu = redis_cpu_s(tracker.client) - cpu0
-        script = evalsha_stats(tracker.client)
+        script = script_stats(tracker.client)
         final = counts(tracker)
         queue_left = tracker.get_queue_size()
     finally:
@@ -147,7 +147,7 @@ def w2_drain(server: RedisServer, n: int, processes: int, log_dir: Path,
         "startup_s": t_first - t0,
         "steady_tasks_per_s": (n - c_first) / (t_end - t_first) if t_end > t_first else None,
         "middle_80pct_tasks_per_s": _middle_rate(samples, n),
-        "server_us_per_evalsha": script["usec_per_call"], "evalsha_per_task": script["calls"] / n,
+        "server_us_per_script_call": script["usec_per_call"], "script_calls_per_task": script["calls"] / n,
         "redis_cpu_share": redis_cpu / (t_end - t0),
         "fleet_cpu_ms_per_task": fleet_cpu / n * 1000, "fleet_cpu_s": fleet_cpu,
         "finished_total": final["finished_total"], "failed_total": final["failed_total"],

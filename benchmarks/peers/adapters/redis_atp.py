@@ -30,7 +30,7 @@ def handler(task_status: TaskStatus, payload: Payload) -> None:
 
 class RedisATPAdapter(Adapter):
     name = "redis_atp"
-    bulk_api = ("Tracker.enqueue_many([(type, identifier, payload), ...]) (one enqueue EVALSHA per 200 "
+    bulk_api = ("Tracker.enqueue_many([(type, identifier, payload), ...]) (one enqueue script call per 200 "
                 "tasks, the default chunk, streamed on one connection)")
 
     def setup(self) -> None:
@@ -60,7 +60,8 @@ class RedisATPAdapter(Adapter):
     def describe(self) -> dict[str, str]:
         return {
             "producer": "Tracker(redis.Redis.from_url(url), namespace='atp', max_queue_size=0)"
-            ".enqueue_task('bench', identifier, payload): one enqueue Lua script (EVALSHA) per task; "
+            ".enqueue_task('bench', identifier, payload): one enqueue Lua script call per task (FCALL of the "
+            "scripts' Redis Functions library; EVALSHA on Redis 6.2); "
             "input in msgpack",
             "workers": "`redis-atp worker --url URL --namespace atp -n N --log-level WARNING "
             "--allow adapters.redis_atp.handler` (a supervisor + N forked worker processes, 4 handler threads "
