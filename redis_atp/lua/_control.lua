@@ -6,14 +6,14 @@
 -- and nothing is written). Read once per call. The entry id's time is the event's time.
 -- The stream is trimmed by the first event of each millisecond (id '<ms>-0'): at most
 -- a millisecond's events over the cap, and a burst pays for one trim, not one each.
-emit = function(id, type_name, ident, code, msg)
+emit = function(id, type_name, ident, code, msg)  -- id: as text
   if not events_cap then
     events_cap = tonumber(redis.call('HGET', K_CONFIG, 'max_events') or DEFAULT_MAX_EVENTS) or DEFAULT_MAX_EVENTS
   end
   if events_cap <= 0 then return end
   if #msg > EVENT_MESSAGE_BYTES then msg = string.sub(msg, 1, EVENT_MESSAGE_BYTES) end
-  local entry = redis.call('XADD', K_EVENTS, '*', 'task', istr(id), 'type', type_name, 'ident', ident,
-                           'status', code, 'msg', msg)
+  local entry = redis.call('XADD', K_EVENTS, '*', 'task', id, 'type', type_name, 'ident', ident,
+                           'status', TEXT[code], 'msg', msg)
   if string.sub(entry, -2) == '-0' then redis.call('XTRIM', K_EVENTS, 'MAXLEN', '~', events_cap) end
 end
 
@@ -27,7 +27,7 @@ end
 index_end = function(t, ty, old, new, now)
   local id = istr(t.id)
   if is_terminal(old) and old ~= new then redis.call('ZREM', ended_key(ty, old), id) end
-  if is_terminal(new) then redis.call('ZADD', ended_key(ty, new), now, id) end
+  if is_terminal(new) then redis.call('ZADD', ended_key(ty, new), istr(now), id) end
 end
 
 -- Whether type `name` itself is paused (claims park its tasks).

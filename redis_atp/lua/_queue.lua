@@ -12,7 +12,7 @@ end
 -- RUNNING. Returns {id, token}, or with `data` run_data.
 local function take(t, ty, owner, odig, now, msg, start_msg, token, data)
   t.popped, t.run, t.odig, t.token = true, t.run + 1, odig, token
-  redis.call('HSET', t.key, 'owner', owner, 'odig', odig, 'run', t.run, 'token', token)
+  redis.call('HSET', t.key, 'owner', owner, 'odig', odig, 'run', istr(t.run), 'token', token)
   redis.call('SADD', P_OWNED .. odig, istr(t.id))
   if start_msg then
     set_status(t, ty, S_RUNNING, now, start_msg, S_SCHEDULED, msg)
@@ -59,7 +59,7 @@ local function claim(owner, odig, count, msg, start_msg, token_base, data)
   local out, claimed, pops, parked = {}, 0, 0, 0
   local lists, k = extras and claim_order() or {K_QUEUE}, 1
   while claimed < count and pops < MAX_POPS and lists[k] do
-    local entries = redis.call('LPOP', lists[k], math.min(count - claimed, MAX_POPS - pops))
+    local entries = redis.call('LPOP', lists[k], istr(math.min(count - claimed, MAX_POPS - pops)))
     if not entries then
       if lists[k] ~= K_QUEUE then redis.call('ZREM', K_LEVELS, string.sub(lists[k], #P_LEVEL + 1)) end
       k = k + 1

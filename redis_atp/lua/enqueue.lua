@@ -20,6 +20,7 @@ local now = now_ms()
 local due = (arg(3) ~= '' and tonumber(arg(3))) or (arg(2) ~= '' and now + tonumber(arg(2))) or now
 if due ~= due or due > now + 1e12 then return redis.error_reply('ERR invalid due time') end
 local delayed, prio = due > now, arg(4) ~= '0' and arg(4) or nil
+local due_text = delayed and istr(due)
 local record = log_record(now, S_ACCEPTED, '')
 local qlen = max_size > 0 and tonumber(redis.call('GET', K_QUEUED) or '0') or 0
 local seq = tonumber(redis.call('GET', K_SEQ) or '0')
@@ -42,42 +43,43 @@ for i = 1, n do
     else
       seq = seq + 1
       local id = seq * SHARDS + SHARD
-      redis.call('HSET', key, 'id', id, 'type', name, 'ident', ident, 'status', S_ACCEPTED,
+      local sid = istr(id)
+      redis.call('HSET', key, 'id', sid, 'type', name, 'ident', ident, 'status', TEXT[S_ACCEPTED],
                  'input', arg(base + 4), 'log:1', msg == '' and record or log_record(now, S_ACCEPTED, msg))
       local b = bucket_key(id)
       if not buckets[b] then buckets[b], bucket_order[#bucket_order + 1] = {}, b end
       local entries = buckets[b]
-      entries[#entries + 1], entries[#entries + 2] = id, digest
+      entries[#entries + 1], entries[#entries + 2] = sid, digest
       added[ty.key] = (added[ty.key] or 0) + 1
       out[i] = id
-      emit(id, name, ident, S_ACCEPTED, msg)
+      emit(sid, name, ident, S_ACCEPTED, msg)
       local handed = waiters and hand_off({id = id, key = key, type = name, ident = ident, status = S_ACCEPTED,
                                            run = 0, restarts = 0, nlog = 1, nq = 0}, ty, now)
       if handed == false then waiters = false end  -- no waiter left (nil: this task's type is paused)
       if prio then redis.call('HSET', key, 'prio', prio) end
       if delayed then
-        redis.call('HSET', key, 'due', due, 'nq', 1)
-        held[#held + 1], held[#held + 2], qlen = due, id .. ':1', qlen + 1
+        redis.call('HSET', key, 'due', due_text, 'nq', '1')
+        held[#held + 1], held[#held + 2], qlen = due_text, sid .. ':1', qlen + 1
       elseif not handed then
-        pushed[#pushed + 1] = id
+        pushed[#pushed + 1] = sid
         qlen = qlen + 1
       end
     end
   end
 end
 if seq >= first then
-  redis.call('SET', K_SEQ, seq)
+  redis.call('SET', K_SEQ, istr(seq))
   for _, b in ipairs(bucket_order) do
     local entries = buckets[b]
     redis.call('HSET', b, unpack(entries))
     local members = #entries / 2
-    if redis.call('HINCRBY', b, 'pins', members) == members then redis.call('PERSIST', b) end
+    if redis.call('HINCRBY', b, 'pins', istr(members)) == members then redis.call('PERSIST', b) end
   end
   for i = 1, #pushed, 1000 do
     redis.call('RPUSH', queue_list({prio = prio}), unpack(pushed, i, math.min(i + 999, #pushed)))
   end
   if #pushed + hold(held, due) > 0 then queued_delta(#pushed + #held / 2) end
-  for key, count in pairs(added) do redis.call('HINCRBY', key, 'accepted', count) end
+  for key, count in pairs(added) do redis.call('HINCRBY', key, 'accepted', istr(count)) end
 end
 out[n + 1] = limit
 out[n + 2] = qlen
