@@ -25,9 +25,9 @@ end
 -- Task `t` of type `ty` goes from status `old` to `new` (S_UNDEFINED: deleted) at `now`:
 -- it leaves the ended index of `old` and joins that of `new`, when they are terminal.
 index_end = function(t, ty, old, new, now)
-  local id = istr(t.id)
+  local id = t.sid
   if is_terminal(old) and old ~= new then redis.call('ZREM', ended_key(ty, old), id) end
-  if is_terminal(new) then redis.call('ZADD', ended_key(ty, new), istr(now), id) end
+  if is_terminal(new) then redis.call('ZADD', ended_key(ty, new), ms_text(now), id) end
 end
 
 -- Whether type `name` itself is paused (claims park its tasks).

@@ -13,10 +13,11 @@
 
 -- The state of one call, every piece of it (begin_call sets each at the start of a
 -- call: as a Redis Function, the library keeps its locals from one call to the next).
-local LOG_CAP, SHARDS, SHARD, now_cached, type_cache, pause_state, events_cap
+local LOG_CAP, SHARDS, SHARD, now_cached, type_cache, pause_state, events_cap, stamp_ms, stamp, text_ms, ms_str
 local function begin_call()
   LOG_CAP, SHARDS, SHARD = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
   now_cached, type_cache, pause_state, events_cap = nil, {}, nil, nil
+  stamp_ms, stamp, text_ms, ms_str = nil, nil, nil, nil  -- memos of log_record and ms_text
 end
 
 local NARG = 4
@@ -46,7 +47,14 @@ end
 -- A log record: '<unix time with ms> <status code> <message>'. User text is
 -- concatenated, never passed to string.format('%s'), which stops at a NUL byte.
 local function log_record(now, code, msg)
-  return string.format('%d.%03d %d ', math.floor(now / 1000), now % 1000, code) .. msg
+  if now ~= stamp_ms then stamp_ms, stamp = now, string.format('%d.%03d ', math.floor(now / 1000), now % 1000) end
+  return stamp .. TEXT[code] .. ' ' .. msg
+end
+
+-- A time in ms as text (a call writes its one time to several sorted sets).
+local function ms_text(ms)
+  if ms ~= text_ms then text_ms, ms_str = ms, istr(ms) end
+  return ms_str
 end
 
 -- The time (ms) of task `t`'s last status change: that of its last log record.
@@ -97,11 +105,12 @@ local function type_of(t) return load_type(t.type) or ORPHAN end
 local function load_task_at(id, key)
   local v = redis.call('HMGET', key, 'id', 'type', 'ident', 'status', 'run', 'odig', 'restarts', 'nlog', 'token',
                       'nq', 'due', 'retries', 'prio', 'watch', 'cancelled', 'parked')
-  if v[1] ~= istr(id) then return nil end
-  return {id = tonumber(id), key = key, type = v[2], ident = v[3], status = tonumber(v[4]),
-          run = tonumber(v[5] or '0'), odig = v[6], restarts = tonumber(v[7] or '0'),
-          nlog = tonumber(v[8] or '1'), token = v[9], nq = tonumber(v[10] or '0'), due = tonumber(v[11]),
-          retries = tonumber(v[12] or '0'), prio = v[13], watch = v[14], cancelled = v[15], parked = v[16]}
+  if v[1] ~= id and v[1] ~= istr(id) then return nil end
+  return {id = tonumber(v[1]), sid = v[1], key = key, type = v[2], ident = v[3], status = tonumber(v[4]),
+          run = v[5] and tonumber(v[5]) or 0, odig = v[6], restarts = v[7] and tonumber(v[7]) or 0,
+          nlog = v[8] and tonumber(v[8]) or 1, token = v[9], nq = v[10] and tonumber(v[10]) or 0,
+          due = tonumber(v[11]), retries = v[12] and tonumber(v[12]) or 0, prio = v[13], watch = v[14],
+          cancelled = v[15], parked = v[16]}
 end
 
 -- Task `id` (a number or a decimal string), or nil when it does not exist.
@@ -204,8 +213,8 @@ end
 -- with the task's `nq` (times re-queued), so an entry left behind is never mistaken
 -- for the task's current one.
 local function queue_entry(t)
-  if t.nq == 0 then return istr(t.id) end
-  return istr(t.id) .. ':' .. t.nq
+  if t.nq == 0 then return t.sid end
+  return t.sid .. ':' .. istr(t.nq)
 end
 
 -- Task `t` (ACCEPTED) leaves the queue other than by a claim (cancel, delete, start
@@ -303,10 +312,10 @@ local index_end  -- defined in _control.lua: a task enters or leaves its type's 
 -- Every value it writes is computed from sanitized numbers (load_type), so it cannot
 -- fail half-way; the TTL is set after the last HSET, which must not re-create a key.
 local function set_status(t, ty, new, now, msg, via, via_msg)
-  local old, id = t.status, istr(t.id)
+  local old, id = t.status, t.sid
   if old == S_ACCEPTED and new ~= S_ACCEPTED and not t.popped then unqueue(t) end
   if ty.live then
-    if is_live(new) then redis.call('ZADD', ty.live, istr(now), id)
+    if is_live(new) then redis.call('ZADD', ty.live, ms_text(now), id)
     elseif is_live(old) then redis.call('ZREM', ty.live, id) end
   end
   if is_live(old) and not is_live(new) and t.odig then
@@ -343,7 +352,7 @@ end
 -- Removes every trace of task `t`: its hash, queue entry, deadline, ownership,
 -- live counter and id-bucket entry.
 local function forget(t)
-  local id = istr(t.id)
+  local id = t.sid
   local ty = type_of(t)
   if t.status == S_ACCEPTED then unqueue(t) end
   if is_live(t.status) then

@@ -3,7 +3,7 @@
 
 -- What a started task's run needs: {id, token, type, identifier, handler, input}.
 local function run_data(t, ty)
-  return {istr(t.id), t.token, t.type, t.ident, ty.handler, redis.call('HGET', t.key, 'input')}
+  return {t.sid, t.token, t.type, t.ident, ty.handler, redis.call('HGET', t.key, 'input')}
 end
 
 -- Claims task `t` (ACCEPTED, already off the queue) for an owner: SCHEDULED, the
@@ -13,13 +13,13 @@ end
 local function take(t, ty, owner, odig, now, msg, start_msg, token, data)
   t.popped, t.run, t.odig, t.token = true, t.run + 1, odig, token
   redis.call('HSET', t.key, 'owner', owner, 'odig', odig, 'run', istr(t.run), 'token', token)
-  redis.call('SADD', P_OWNED .. odig, istr(t.id))
+  redis.call('SADD', P_OWNED .. odig, t.sid)
   if start_msg then
     set_status(t, ty, S_RUNNING, now, start_msg, S_SCHEDULED, msg)
   else
     set_status(t, ty, S_SCHEDULED, now, msg)
   end
-  if not data then return {istr(t.id), t.token} end
+  if not data then return {t.sid, t.token} end
   return run_data(t, ty)
 end
 
@@ -108,7 +108,7 @@ local function hand_off(t, ty, now)
       redis.call('HDEL', K_WAITING, odig)
       local sp = string.find(entry, ' ', 1, true)
       take(t, ty, string.sub(entry, sp + 1), odig, now, '', nil, string.sub(entry, 1, sp - 1), false)
-      redis.call('RPUSH', P_MAILBOX .. odig, istr(t.id) .. ' ' .. t.token)
+      redis.call('RPUSH', P_MAILBOX .. odig, t.sid .. ' ' .. t.token)
       return true
     end
   end

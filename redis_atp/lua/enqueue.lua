@@ -53,7 +53,7 @@ for i = 1, n do
       added[ty.key] = (added[ty.key] or 0) + 1
       out[i] = id
       emit(sid, name, ident, S_ACCEPTED, msg)
-      local handed = waiters and hand_off({id = id, key = key, type = name, ident = ident, status = S_ACCEPTED,
+      local handed = waiters and hand_off({id = id, sid = sid, key = key, type = name, ident = ident, status = S_ACCEPTED,
                                            run = 0, restarts = 0, nlog = 1, nq = 0}, ty, now)
       if handed == false then waiters = false end  -- no waiter left (nil: this task's type is paused)
       if prio then redis.call('HSET', key, 'prio', prio) end
