@@ -17,7 +17,10 @@ key                             type    contents
 ``atp:{NS}:config``             hash    settings recorded at the first registration, on every
                                         shard: ``serializer`` (msgpack or pickle),
                                         ``max_queue_size`` (the limit, for every producer),
-                                        ``max_events`` (the events stream's cap);
+                                        ``max_events`` (the events stream's cap),
+                                        ``types`` (the types' revision, set when one is
+                                        registered or removed: scripts cache a type's
+                                        settings until it changes, a second at most);
                                         shard 0: ``shards`` (absent: 1)
 ``atp:{NS}:queue``              list    ACCEPTED tasks, oldest first (``RPUSH``/``LPOP``): the
                                         task id, plus ``:<nq>`` from a task's second time in

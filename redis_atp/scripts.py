@@ -166,8 +166,8 @@ class Library:
     code and loading is idempotent (``FUNCTION LOAD REPLACE``).
 
     The library keeps its locals from one call to the next: each function sets the key
-    names when the prefix differs from the last call's, and :lua:`begin_call` sets the
-    rest of the per-call state (``_prelude.lua``)."""
+    names when the prefix differs from the last call's (and forgets the memos, which
+    belong to one prefix), and ``begin_call`` sets the per-call state (``_prelude.lua``)."""
 
     __slots__ = ("name", "source")
 
@@ -183,8 +183,9 @@ class Library:
         code = _literals(
             "local KEYS, ARGV, P\n"
             f"local {', '.join(names)}\n"
-            f"local function set_prefix(prefix)\n  P = prefix\n{setter}\nend\n"
-            f"{body}\n{functions}\n")
+            f"{body}\n"
+            f"local function set_prefix(prefix)\n  P = prefix\n{setter}\n  forget_memos()\nend\n"
+            f"{functions}\n")
         self.name = "atp_" + hashlib.sha1(code.encode("utf-8")).hexdigest()[:16]
         self.source = f"#!lua name={self.name}\n" + code.replace("@LIBRARY@", self.name)
 

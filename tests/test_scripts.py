@@ -5,6 +5,7 @@ pipelines included, and the library keeps nothing of one call for the next."""
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from importlib.resources import files
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 import redis
 
 from redis_atp import Status, Tracker
+from redis_atp.daemon.protocol import Claims
 from redis_atp.errors import Code, QueueEmpty, TaskTypeNotFound, error_for_code
 from redis_atp.scripts import _COMMENT, SCRIPT_NAMES, SHARED, _pieces, _read, constants, library, script
 
@@ -67,7 +69,7 @@ def test_every_code_used_in_lua_is_mapped() -> None:
 
 def test_shared_helpers_are_small() -> None:
     for name in SHARED:  # the state machine, and the queue's: keep each a screenful of helpers
-        assert len(_lua(name).splitlines()) < 450, name
+        assert len(_lua(name).splitlines()) < 480, name
 
 
 def _flush(client: Any) -> None:
@@ -138,9 +140,14 @@ def test_a_server_that_cannot_fcall_gets_evalsha(real_client: redis.Redis, redis
 
 
 def _shared_top_level() -> tuple[set[str], set[str], set[str]]:
-    """The shared helpers' top-level locals: (set by begin_call, functions, the others)."""
-    begin = next(text for name, text in _pieces("\n".join(_read(p) for p in SHARED)) if name == "begin_call")
-    state = set(re.findall(r"\b([A-Za-z_]\w*)\s*(?:,|=[^=])", "\n".join(begin.splitlines()[1:-1])))
+    """The shared helpers' top-level locals: (set by begin_call or forget_memos, functions,
+    the others)."""
+    pieces = {name: text for name, text in _pieces("\n".join(_read(p) for p in SHARED)) if name}
+    state = set()
+    for setter in ("begin_call", "forget_memos"):
+        lines = pieces[setter].splitlines()
+        body = lines[0].split(")", 1)[1] if len(lines) == 1 else "\n".join(lines[1:-1])
+        state |= set(re.findall(r"\b([A-Za-z_]\w*)\s*(?:,|=[^=])", body.removesuffix(" end")))
     functions, others = set(), set()
     for name, text in _pieces("\n".join(_read(p) for p in SHARED)):
         if name:
@@ -155,9 +162,10 @@ def _shared_top_level() -> tuple[set[str], set[str], set[str]]:
 
 def test_the_library_keeps_no_state_from_one_call_to_the_next() -> None:
     """A Redis Functions library keeps its locals between calls: every top-level local of
-    the helpers is a function, a constant nothing assigns, or state begin_call resets."""
+    the helpers is a function, a constant nothing assigns, state begin_call resets, or a
+    memo forget_memos resets (when the prefix changes)."""
     state, _, others = _shared_top_level()
-    assert {"type_cache", "now_cached", "pause_state", "events_cap", "SHARDS"} <= state
+    assert {"config_cache", "now_cached", "pause_state", "SHARDS", "types_memo", "types_rev"} <= state
     code = _COMMENT.sub("", "\n".join(_read(n) for n in (*SHARED, *SCRIPT_NAMES)))
     for name in others:
         assert name.isupper(), f"{name}: a top-level local of the helpers that is neither state nor constant"
@@ -181,6 +189,21 @@ def test_each_call_sees_its_own_namespace_and_the_current_settings(real_client: 
         b.register_task_type("late", HANDLER)
         assert b.enqueue_task("late", "x", 1) == 4  # ...and the next one, after it was registered
         assert len(runs(b, "w")) == 1
+        claims = Claims(b)
+        [first] = claims.advance("w").tasks
+        assert first.handler == "other.module.handler"
+        b.register_task_type("t", "third.module.handler")  # settings changed between two calls
+        [second] = claims.advance("w").tasks
+        assert second.handler == "third.module.handler"
+        number = b.client.hget(b.ns.keys.types, "late").decode()
+        b.client.hset(b.ns.keys.type(number), "handler", "edited.by.hand")  # no revision: seen within a second
+        time.sleep(1.1)
+        [third] = claims.advance("w").tasks
+        assert third.handler == "edited.by.hand"
+        b.unregister_task_type("late", force=True)
+        with pytest.raises(TaskTypeNotFound):
+            b.enqueue_task("late", "y", 1)
+        b.enqueue_task("t", "after", 1)
         a.pause_queue()
         with pytest.raises(QueueEmpty):
             runs(a, "w")

@@ -2,19 +2,36 @@
 -- _prelude.lua: the events stream, the per-type indexes of ended tasks, and pausing.
 
 -- Events: every status change appends {task, type, ident, status, msg} to K_EVENTS,
--- capped near the namespace's max_events (config; absent: DEFAULT_MAX_EVENTS; 0: off,
--- and nothing is written). Read once per call. The entry id's time is the event's time.
+-- capped near the namespace's max_events (config(); absent: DEFAULT_MAX_EVENTS; 0: off,
+-- and nothing is written). The entry id's time is the event's time.
 -- The stream is trimmed by the first event of each millisecond (id '<ms>-0'): at most
 -- a millisecond's events over the cap, and a burst pays for one trim, not one each.
 emit = function(id, type_name, ident, code, msg)  -- id: as text
-  if not events_cap then
-    events_cap = tonumber(redis.call('HGET', K_CONFIG, 'max_events') or DEFAULT_MAX_EVENTS) or DEFAULT_MAX_EVENTS
-  end
+  local events_cap = config().events
   if events_cap <= 0 then return end
   if #msg > EVENT_MESSAGE_BYTES then msg = string.sub(msg, 1, EVENT_MESSAGE_BYTES) end
   local entry = redis.call('XADD', K_EVENTS, '*', 'task', id, 'type', type_name, 'ident', ident,
                            'status', TEXT[code], 'msg', msg)
   if string.sub(entry, -2) == '-0' then redis.call('XTRIM', K_EVENTS, 'MAXLEN', '~', events_cap) end
+end
+
+-- What is paused (see pause.lua): {all = namespace paused, ['t:<type>'] = type paused,
+-- parked = tasks set aside in parked lists}; read once per call. With nothing paused
+-- the hash does not exist, and this costs one lookup of a missing key.
+pause = function()
+  if not pause_state then
+    local flat = redis.call('HGETALL', K_PAUSED)
+    pause_state = {}
+    for i = 1, #flat, 2 do pause_state[flat[i]] = flat[i + 1] end
+    pause_state.parked = tonumber(pause_state.parked or '0')
+  end
+  return pause_state
+end
+
+-- Whether claims may not take tasks of type `name` (it, or the namespace, is paused).
+local function paused(name)
+  local p = pause()
+  return p.all ~= nil or p['t:' .. name] ~= nil
 end
 
 -- The index of a type's FINISHED or FAILED tasks: id -> time it ended (ms).

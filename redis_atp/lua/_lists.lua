@@ -6,6 +6,13 @@
 -- it did not reach is handed back as a continuation, so no call blocks Redis for long.
 
 local LIST_BUDGET = 1000  -- entries one call looks at
+
+-- The time (ms) of task `t`'s last status change: that of its last log record.
+local function changed_at(t)
+  local rec = redis.call('HGET', t.key, 'log:' .. t.nlog) or ''
+  local s, ms = string.match(rec, '^(%d+)%.(%d+) ')
+  return s and tonumber(s) * 1000 + tonumber(ms) or 0
+end
 local function newer(a, b) return a.time > b.time or (a.time == b.time and a.id > b.id) end
 
 -- Up to about n entries of zset `key` strictly older than (T, I) (T nil: from the newest),

@@ -13,13 +13,20 @@
 
 -- The state of one call, every piece of it (begin_call sets each at the start of a
 -- call: as a Redis Function, the library keeps its locals from one call to the next).
-local LOG_CAP, SHARDS, SHARD, now_cached, type_cache, pause_state, events_cap, stamp_ms, stamp, text_ms, ms_str
+local LOG_CAP, SHARDS, SHARD, now_cached, config_cache, pause_state, stamp_ms, stamp, text_ms, ms_str, types_seen
 local function begin_call()
   LOG_CAP, SHARDS, SHARD = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-  now_cached, type_cache, pause_state, events_cap = nil, {}, nil, nil
-  stamp_ms, stamp, text_ms, ms_str = nil, nil, nil, nil  -- memos of log_record and ms_text
+  now_cached, config_cache, pause_state, stamp_ms, stamp, text_ms, ms_str = nil, nil, nil, nil, nil, nil, nil
+  types_seen = false  -- load_type looked at types_memo's freshness
 end
 
+-- What outlives a call (a Functions library keeps it; under EVAL each call starts
+-- afresh): the types read before, good for a second while the config's `types`
+-- revision is the one they were read at (a change by another writer: an older client,
+-- redis-cli, is seen within the second), forgotten when the prefix changes.
+local types_memo, types_rev, types_at, types_count
+local function forget_memos() types_memo, types_rev, types_at, types_count = {}, nil, 0, 0 end
+forget_memos()
 local NARG = 4
 local function arg(i) return ARGV[NARG + i] end
 
@@ -57,11 +64,11 @@ local function ms_text(ms)
   return ms_str
 end
 
--- The time (ms) of task `t`'s last status change: that of its last log record.
-local function changed_at(t)
-  local rec = redis.call('HGET', t.key, 'log:' .. t.nlog) or ''
-  local s, ms = string.match(rec, '^(%d+)%.(%d+) ')
-  return s and tonumber(s) * 1000 + tonumber(ms) or 0
+-- A new revision of the shard's types (a registration, a removal): scripts read them
+-- again. The time, so that a revision never repeats, even after the keys were deleted.
+local function types_changed()
+  local t = redis.call('TIME')
+  redis.call('HSET', K_CONFIG, 'types', t[1] .. '.' .. t[2])
 end
 
 local function bucket_key(id) return P_IDS .. istr(math.floor(id / (IDS_PER_BUCKET * SHARDS))) end
@@ -75,12 +82,31 @@ local function seconds(v, default)
   return n
 end
 
+-- The shard's settings, read once per call: the queue limit, the events stream's cap
+-- and the revision of the types (register_type and unregister_type set it: the time).
+local function config()
+  if not config_cache then
+    local v = redis.call('HMGET', K_CONFIG, 'max_queue_size', 'max_events', 'types')
+    config_cache = {limit = tonumber(v[1] or DEFAULT_QUEUE_LIMIT) or DEFAULT_QUEUE_LIMIT,
+                    events = tonumber(v[2] or DEFAULT_MAX_EVENTS) or DEFAULT_MAX_EVENTS, types = v[3] or ''}
+  end
+  return config_cache
+end
+
 -- The type named `name`: its key, its live set (every SCHEDULED, RUNNING or PAUSED
 -- task of the type, scored by the time of its last status change, so the type's
 -- current timeout decides what is overdue) and settings, or nil when it is not
--- registered. Read once per script call (a worker's step touches several tasks).
+-- registered. Read again when types_memo's is stale; the table is shared: never
+-- changed by its users.
 local function load_type(name)
-  local cached = type_cache[name]
+  if not types_seen then
+    local rev, now = config().types, now_ms()
+    if rev ~= types_rev or now - types_at > 1000 or now < types_at or types_count >= 1000 then
+      types_memo, types_rev, types_at, types_count = {}, rev, now, 0
+    end
+    types_seen = true
+  end
+  local cached = types_memo[name]
   if cached ~= nil then return cached or nil end
   local n = redis.call('HGET', K_TYPES, name)
   local ty = false
@@ -93,7 +119,7 @@ local function load_type(name)
           retries = math.max(0, math.floor(seconds(v[5], 0))), retry_delay = math.max(0, seconds(v[6], 1)),
           retry_backoff = math.max(1, seconds(v[7], 2)), retry_max_delay = math.max(0, seconds(v[8], 3600))}
   end
-  type_cache[name] = ty
+  types_memo[name], types_count = ty, types_count + 1
   return ty or nil
 end
 
@@ -142,24 +168,7 @@ local function unfence(t)
   end
 end
 
--- What is paused (see pause.lua): {all = namespace paused, ['t:<type>'] = type paused,
--- parked = tasks set aside in parked lists}; read once per call. With nothing paused
--- the hash does not exist, and this costs one lookup of a missing key.
-local function pause()
-  if not pause_state then
-    local flat = redis.call('HGETALL', K_PAUSED)
-    pause_state = {}
-    for i = 1, #flat, 2 do pause_state[flat[i]] = flat[i + 1] end
-    pause_state.parked = tonumber(pause_state.parked or '0')
-  end
-  return pause_state
-end
-
--- Whether claims may not take tasks of type `name` (it, or the namespace, is paused).
-local function paused(name)
-  local p = pause()
-  return p.all ~= nil or p['t:' .. name] ~= nil
-end
+local pause  -- defined in _control.lua: what is paused, read once per call
 
 -- The queue size is the counter K_QUEUED, kept exact by every script: every ACCEPTED
 -- task, ready (in a queue list), delayed (in K_DELAYED until its due time) or parked

@@ -14,7 +14,7 @@
 -- Returns one entry per task: its new id, or E_TYPE_NOT_FOUND, E_QUEUE_FULL,
 -- E_DUPLICATE, E_COLLISION (another (type, identifier) has the same digest); then
 -- the limit and, with a limit, the shard's queue size after the call.
-local limit = tonumber(redis.call('HGET', K_CONFIG, 'max_queue_size') or DEFAULT_QUEUE_LIMIT) or DEFAULT_QUEUE_LIMIT
+local limit = config().limit
 local max_size, n = limit > 0 and math.ceil(limit / SHARDS) or 0, tonumber(arg(1))
 local now = now_ms()
 local due = (arg(3) ~= '' and tonumber(arg(3))) or (arg(2) ~= '' and now + tonumber(arg(2))) or now

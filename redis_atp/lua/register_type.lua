@@ -27,4 +27,5 @@ end
 redis.call('HSET', P_TYPE .. n, 'name', name, 'handler', arg(2), 'timeout', arg(3),
            'timeret', arg(4), 'maxrestart', arg(5), 'retries', arg(6), 'retry_delay', arg(7),
            'retry_backoff', arg(8), 'retry_max_delay', arg(9), 'hard_timeout', arg(10))
+types_changed()
 return tonumber(n)

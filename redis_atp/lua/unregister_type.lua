@@ -39,6 +39,7 @@ end
 if first + step - 1 < last then return {0, first + step, deleted} end
 if arg(5) == '1' then return {1, 0, 0} end
 redis.call('HDEL', K_TYPES, name)
+types_changed()
 redis.call('UNLINK', ty.key, ty.live, ty.key .. ':finished', ty.key .. ':failed', ty.key .. ':parked')
 redis.call('HDEL', K_PAUSED, 't:' .. name)
 settle_pause()
