@@ -175,15 +175,18 @@ local pause  -- defined in _control.lua: what is paused, read once per call
 -- (set aside while its type is paused). The wake marker exists while claimable tasks
 -- do; with no ready task the queue lists go (they hold only entries of tasks that left
 -- early, see unqueue), and at 0 the counter too.
--- Returns the new queue size and the claimable part of it (0 while the namespace is paused).
-local function queued_delta(n)
+-- Returns the new queue size and the claimable part of it (0 while the namespace is
+-- paused; nil after additions that found the wake marker: nothing to change). `plain`:
+-- the caller knows nothing is delayed, parked or paused.
+local function queued_delta(n, plain)
   local size = redis.call('INCRBY', K_QUEUED, istr(n))
   if size <= 0 then
     redis.call('DEL', K_WAKE, K_QUEUE, K_QUEUED)
     return 0, 0
   end
+  if n > 0 and redis.call('EXISTS', K_WAKE) == 1 then return size, nil end
   local p = pause()
-  local ready = size - redis.call('ZCARD', K_DELAYED) - p.parked
+  local ready = plain and size or size - redis.call('ZCARD', K_DELAYED) - p.parked
   if ready <= 0 then
     redis.call('DEL', K_WAKE, K_QUEUE)
     for _, l in ipairs(redis.call('ZRANGE', K_LEVELS, 0, -1)) do redis.call('DEL', P_LEVEL .. l) end

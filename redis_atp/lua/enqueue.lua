@@ -23,8 +23,8 @@ local delayed, prio = due > now, arg(4) ~= '0' and arg(4) or nil
 local due_text = delayed and istr(due)
 local record = log_record(now, S_ACCEPTED, '')
 local qlen = max_size > 0 and tonumber(redis.call('GET', K_QUEUED) or '0') or 0
-local seq = tonumber(redis.call('GET', K_SEQ) or '0')
-local first = seq + 1
+local single = n == 1  -- one task: its id from INCR; more: the counter read once, written once
+local seq, created = single and 0 or tonumber(redis.call('GET', K_SEQ) or '0'), 0
 local added, buckets, bucket_order, pushed, held, out = {}, {}, {}, {}, {}, {}
 local waiters = not delayed and SHARDS == 1 and redis.call('LLEN', K_WAITERS) > 0
 for i = 1, n do
@@ -41,7 +41,7 @@ for i = 1, n do
     if seen[1] then
       out[i] = (seen[1] == name and seen[2] == ident) and E_DUPLICATE or E_COLLISION
     else
-      seq = seq + 1
+      seq, created = single and redis.call('INCR', K_SEQ) or seq + 1, created + 1
       local id = seq * SHARDS + SHARD
       local sid = istr(id)
       redis.call('HSET', key, 'id', sid, 'type', name, 'ident', ident, 'status', TEXT[S_ACCEPTED],
@@ -67,8 +67,8 @@ for i = 1, n do
     end
   end
 end
-if seq >= first then
-  redis.call('SET', K_SEQ, istr(seq))
+if created > 0 then
+  if not single then redis.call('SET', K_SEQ, istr(seq)) end
   for _, b in ipairs(bucket_order) do
     local entries = buckets[b]
     redis.call('HSET', b, unpack(entries))
