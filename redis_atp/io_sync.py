@@ -216,7 +216,7 @@ class SyncIO:
     def _stream(self, requests: Iterable[Command | ScriptCall]) -> list[Any]:
         """A streamed :class:`Batch`: each request is written as soon as it is produced
         (Redis runs it while the next is built), the replies are read at the end; scripts
-        the server did not know (NOSCRIPT: they did nothing) go again as ``EVAL``."""
+        the server did not know (they did nothing) go again as ``EVAL``."""
         lease, form = self._lease(), self._form
         conn, sent, replies = lease.conn, [], []
         try:

@@ -1,18 +1,21 @@
-"""Loads ``lua/*.lua``: each script's full source and SHA-1 (no I/O; the executors in
-:mod:`redis_atp.io_sync` and :mod:`redis_atp.io_async` send them).
+"""Loads ``lua/*.lua`` (no I/O; the executors in :mod:`redis_atp.io_sync` and
+:mod:`redis_atp.io_async` send them) in two forms, built from the same files:
 
-Each script is sent as: constants generated from Python (``S_<STATUS>`` from
-:class:`~redis_atp.Status`, ``E_<CODE>`` from :class:`~redis_atp.errors.Code`,
-``IDS_PER_BUCKET``, ...), then the shared helpers it uses (``_prelude.lua``,
-``_control.lua``, ``_queue.lua``), then the script itself. A server
-that lost its script cache (``SCRIPT FLUSH``, restart, failover) answers
-NOSCRIPT; the call is repeated as ``EVAL`` with the full source, which is safe
-because a NOSCRIPT call did nothing. ``EVAL`` goes where ``EVALSHA`` went (on a
-Redis Cluster: the namespace's node, by its keys) and caches the script there;
-``SCRIPT LOAD`` would go to every primary of a cluster and fail while any one
-of them is down.
+* :func:`library`: every script as a function of one Redis Functions library, for
+  ``FCALL`` on Redis 7+ (the shared helpers defined once, when it loads);
+* :func:`script`: one script's full source and SHA-1, for ``EVALSHA`` on Redis 6.2
+  or where ``FCALL`` is not allowed: constants generated from Python (``S_<STATUS>``
+  from :class:`~redis_atp.Status`, ``E_<CODE>`` from :class:`~redis_atp.errors.Code`,
+  ``IDS_PER_BUCKET``, ...), then the shared helpers it uses (``_prelude.lua``,
+  ``_control.lua``, ``_queue.lua``, ``_lists.lua``), then the script itself.
+
+A server that lost them (``SCRIPT FLUSH``, ``FUNCTION FLUSH``, a restart, a
+failover to a replica that never had them) says so, and the call did nothing: the
+library is loaded where the call went (on a Redis Cluster: the namespace's node,
+by its keys) and the call repeated, or a script is repeated as ``EVAL`` with its
+source. ``SCRIPT LOAD`` would go to every primary of a cluster and fail while any
+one of them is down.
 """
-
 from __future__ import annotations
 
 import hashlib
@@ -172,10 +175,10 @@ class Library:
     __slots__ = ("name", "source")
 
     def __init__(self) -> None:
-        pieces = _shared()
-        names = [lua for lua, _ in _key_names() if lua]
-        body = "\n".join(text for name, text in pieces[len(names):])
-        setter = "\n".join(f"  {text[len('local '):]}" for _, text in _key_names())
+        keys = _key_names()
+        names = [lua for lua, _ in keys]
+        body = "\n".join(text for _, text in _pieces("\n".join(_read(part) for part in SHARED)))
+        setter = "\n".join("  " + text.removeprefix("local ") for _, text in keys)
         functions = "\n".join(
             f"redis.register_function('@LIBRARY@_{script}', function(keys, args)\n"
             f"KEYS, ARGV = keys, args\nif args[1] ~= P then set_prefix(args[1]) end\nbegin_call()\n"
