@@ -176,7 +176,7 @@ class Library:
 
     def __init__(self) -> None:
         keys = _key_names()
-        names = [lua for lua, _ in keys]
+        names = [lua for lua, _ in keys if lua]
         body = "\n".join(text for _, text in _pieces("\n".join(_read(part) for part in SHARED)))
         setter = "\n".join("  " + text.removeprefix("local ") for _, text in keys)
         functions = "\n".join(
