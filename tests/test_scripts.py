@@ -18,7 +18,7 @@ from redis_atp.daemon.protocol import Claims
 from redis_atp.errors import Code, QueueEmpty, TaskTypeNotFound, error_for_code
 from redis_atp.scripts import _COMMENT, SCRIPT_NAMES, SHARED, _pieces, _read, constants, library, script
 
-from .conftest import delete_namespace, runs
+from .conftest import AsyncFace, async_client, delete_namespace, runs
 
 LUA = files("redis_atp") / "lua"
 HANDLER = "redis_atp.tracker.dummyHandler"
@@ -90,6 +90,19 @@ def test_recovers_from_script_and_function_flush(tracker: Tracker) -> None:
     run.setSuccess()
     assert tracker.get_task_status(tid) == (Status.FINISHED, "FINISHED")
     assert tracker.get_queue_size() == 5
+
+
+def test_the_async_face_loads_the_library_too(tracker: Tracker, request: pytest.FixtureRequest) -> None:
+    face = AsyncFace(tracker, async_client(request))
+    try:
+        tracker.register_task_type("t", HANDLER)
+        _flush(tracker.client)  # on a cluster: every node
+        tid = face.enqueue_task("t", "a", 1)
+        _flush(tracker.client)
+        assert face.enqueue_many([("t", f"b{i}", i) for i in range(3)], chunk=2) == [tid + 1, tid + 2, tid + 3]
+        assert face.get_task_status(tid) == (Status.ACCEPTED, "ACCEPTED")
+    finally:
+        face.close()
 
 
 def test_pipelined_calls_that_never_ran_run_exactly_once(tracker: Tracker) -> None:
