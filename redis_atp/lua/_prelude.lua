@@ -96,8 +96,8 @@ end
 -- The type named `name`: its key, its live set (every SCHEDULED, RUNNING or PAUSED
 -- task of the type, scored by the time of its last status change, so the type's
 -- current timeout decides what is overdue) and settings, or nil when it is not
--- registered. Read again when types_memo's is stale; the table is shared: never
--- changed by its users.
+-- registered. Kept in types_memo (see above) and shared between calls: its users never
+-- change it.
 local function load_type(name)
   if not types_seen then
     local rev, now = config().types, now_ms()

@@ -85,7 +85,7 @@ local function claim(owner, odig, count, msg, start_msg, token_base, data)
     end
   end
   if claimed + parked > 0 then
-    local _, ready = queued_delta(0 - claimed, not extras)
+    local _, ready = queued_delta(-claimed, not extras)
     return out, ready
   end
   return out, ready_count()
@@ -174,7 +174,7 @@ promote = function(now, limit)
     local t = id and load_task(id)
     if t and t.status == S_ACCEPTED and t.nq == (tonumber(nq) or 0) then handed = handed + ready_now(t, type_of(t), now) end
   end
-  queued_delta(0 - handed)
+  queued_delta(-handed)
   return #due
 end
 

@@ -16,6 +16,6 @@ local delayed = t.status == S_ACCEPTED and t.due
 set_status(t, ty, S_ACCEPTED, now, arg(3))
 if delayed then  -- ready now, at the tail of the queue
   redis.call('ZREM', K_DELAYED, queue_entry(t))
-  queued_delta(0 - ready_now(t, ty, now))
+  queued_delta(-ready_now(t, ty, now))
 end
 return 1

@@ -126,7 +126,7 @@ FCALL, EVALSHA, EVAL = "FCALL", "EVALSHA", "EVAL"
 _UNKNOWN = ("Function not found", "unknown command")
 
 
-def command_of(request: Command | ScriptCall, form: str = FCALL) -> tuple[Any, ...]:
+def command_of(request: Command | ScriptCall, form: str) -> tuple[Any, ...]:
     """The command a request sends: its own, or a script call in ``form``."""
     if type(request) is Command:
         return request.args
@@ -157,7 +157,7 @@ class BatchRounds:
 
     __slots__ = ("batch", "replies", "pending", "form", "functions_missing")
 
-    def __init__(self, batch: Batch, form: str = FCALL) -> None:
+    def __init__(self, batch: Batch, form: str) -> None:
         assert isinstance(batch.requests, Sequence)
         self.batch = batch
         self.replies: list[Any] = [None] * len(batch.requests)
