@@ -11,11 +11,23 @@
 -- Every key a script touches is P plus a fixed word, a number or a digest: all of
 -- them share the namespace's hash tag, so they live in the same slot.
 
+-- Integers go to redis.call as text: it prints a Lua number with "%.17g" (libc's float
+-- formatting, a tenth of a small script's time when every id and count went as a
+-- number), and Lua's `..` prints one with "%.14g". TEXT: -1 to 9 (status codes, the
+-- counts of one task) without string.format, itself a few hundred instructions a call.
+local TEXT = {[-1] = '-1', [0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
+local function istr(n) return TEXT[n] or string.format('%d', n) end
+-- The other way (tonumber is libc's strtod, about a thousand instructions): `num` of
+-- a small count or a status code is a table lookup.
+local NUM = {['-1'] = -1, ['0'] = 0, ['1'] = 1, ['2'] = 2, ['3'] = 3, ['4'] = 4, ['5'] = 5, ['6'] = 6, ['7'] = 7,
+             ['8'] = 8, ['9'] = 9}
+local function num(s) return NUM[s] or tonumber(s) end
+
 -- The state of one call, every piece of it (begin_call sets each at the start of a
 -- call: as a Redis Function, the library keeps its locals from one call to the next).
 local LOG_CAP, SHARDS, SHARD, now_cached, config_cache, pause_state, stamp_ms, stamp, text_ms, ms_str, types_seen
 local function begin_call()
-  LOG_CAP, SHARDS, SHARD = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+  LOG_CAP, SHARDS, SHARD = num(ARGV[2]), num(ARGV[3]), num(ARGV[4])
   now_cached, config_cache, pause_state, stamp_ms, stamp, text_ms, ms_str = nil, nil, nil, nil, nil, nil, nil
   types_seen = false  -- load_type looked at types_memo's freshness
 end
@@ -33,11 +45,6 @@ local function arg(i) return ARGV[NARG + i] end
 local COUNTER = {[S_ACCEPTED] = 'accepted', [S_SCHEDULED] = 'scheduled', [S_RUNNING] = 'running',
                  [S_PAUSED] = 'paused', [S_FINISHED] = 'finished_total', [S_FAILED] = 'failed_total'}
 
--- Integers go to redis.call as text: it prints a Lua number with "%.17g" (libc's float
--- formatting, a tenth of a small script's time when every id and count went as a
--- number), and Lua's `..` prints one with "%.14g". TEXT: status codes and +-1.
-local function istr(n) return string.format('%d', n) end
-local TEXT = {[-1] = '-1', [0] = '0', '1', '2', '3', '4', '5', '6'}
 local function is_live(s) return s == S_SCHEDULED or s == S_RUNNING or s == S_PAUSED end
 local function is_terminal(s) return s == S_FINISHED or s == S_FAILED end
 
@@ -87,7 +94,7 @@ end
 local function config()
   if not config_cache then
     local v = redis.call('HMGET', K_CONFIG, 'max_queue_size', 'max_events', 'types')
-    config_cache = {limit = tonumber(v[1] or DEFAULT_QUEUE_LIMIT) or DEFAULT_QUEUE_LIMIT,
+    config_cache = {limit = num(v[1] or DEFAULT_QUEUE_LIMIT) or DEFAULT_QUEUE_LIMIT,
                     events = tonumber(v[2] or DEFAULT_MAX_EVENTS) or DEFAULT_MAX_EVENTS, types = v[3] or ''}
   end
   return config_cache
@@ -132,10 +139,10 @@ local function load_task_at(id, key)
   local v = redis.call('HMGET', key, 'id', 'type', 'ident', 'status', 'run', 'odig', 'restarts', 'nlog', 'token',
                       'nq', 'due', 'retries', 'prio', 'watch', 'cancelled', 'parked')
   if v[1] ~= id and v[1] ~= istr(id) then return nil end
-  return {id = tonumber(v[1]), sid = v[1], key = key, type = v[2], ident = v[3], status = tonumber(v[4]),
-          run = v[5] and tonumber(v[5]) or 0, odig = v[6], restarts = v[7] and tonumber(v[7]) or 0,
-          nlog = v[8] and tonumber(v[8]) or 1, token = v[9], nq = v[10] and tonumber(v[10]) or 0,
-          due = tonumber(v[11]), retries = v[12] and tonumber(v[12]) or 0, prio = v[13], watch = v[14],
+  return {id = tonumber(v[1]), sid = v[1], key = key, type = v[2], ident = v[3], status = num(v[4]),
+          run = v[5] and num(v[5]) or 0, odig = v[6], restarts = v[7] and num(v[7]) or 0,
+          nlog = v[8] and num(v[8]) or 1, token = v[9], nq = v[10] and num(v[10]) or 0,
+          due = tonumber(v[11]), retries = v[12] and num(v[12]) or 0, prio = v[13], watch = v[14],
           cancelled = v[15], parked = v[16]}
 end
 

@@ -37,8 +37,8 @@ for i = 1, n do
     out[i] = E_QUEUE_FULL
   else
     local key = P_TASK .. digest
-    local seen = redis.call('HMGET', key, 'type', 'ident')
-    if seen[1] then
+    if redis.call('EXISTS', key) == 1 then  -- an integer reply: cheaper than the fields of a new task
+      local seen = redis.call('HMGET', key, 'type', 'ident')
       out[i] = (seen[1] == name and seen[2] == ident) and E_DUPLICATE or E_COLLISION
     else
       seq, created = single and redis.call('INCR', K_SEQ) or seq + 1, created + 1
@@ -46,9 +46,9 @@ for i = 1, n do
       local sid = istr(id)
       redis.call('HSET', key, 'id', sid, 'type', name, 'ident', ident, 'status', TEXT[S_ACCEPTED],
                  'input', arg(base + 4), 'log:1', msg == '' and record or log_record(now, S_ACCEPTED, msg))
-      local b = bucket_key(id)
-      if not buckets[b] then buckets[b], bucket_order[#bucket_order + 1] = {}, b end
-      local entries = buckets[b]
+      local bn = math.floor(id / (IDS_PER_BUCKET * SHARDS))  -- its key (bucket_key) named once per call
+      if not buckets[bn] then buckets[bn], bucket_order[#bucket_order + 1] = {}, bn end
+      local entries = buckets[bn]
       entries[#entries + 1], entries[#entries + 2] = sid, digest
       added[ty.key] = (added[ty.key] or 0) + 1
       out[i] = id
@@ -69,8 +69,8 @@ for i = 1, n do
 end
 if created > 0 then
   if not single then redis.call('SET', K_SEQ, istr(seq)) end
-  for _, b in ipairs(bucket_order) do
-    local entries = buckets[b]
+  for _, bn in ipairs(bucket_order) do
+    local entries, b = buckets[bn], P_IDS .. istr(bn)
     redis.call('HSET', b, unpack(entries))
     local members = #entries / 2
     if redis.call('HINCRBY', b, 'pins', istr(members)) == members then redis.call('PERSIST', b) end
