@@ -75,8 +75,10 @@ def enqueue_task(ns: Namespace, type: str, identifier: str, input: Any, message:
 
 #: Tasks per enqueue script call: the default, and the most (a call of 500 stays near 5 ms of Redis time).
 ENQUEUE_CHUNK, MAX_ENQUEUE_CHUNK = 200, 500
-#: The first call of a stream is smaller (then each doubles up to the chunk): Redis starts sooner.
-FIRST_CHUNK = 50
+#: The first call of a stream is smaller, so Redis starts sooner; each next one is half
+#: as large again (up to the chunk), which the client encodes in about the time Redis
+#: stores the one before (doubling left Redis waiting for the client).
+FIRST_CHUNK = 32
 
 
 def enqueue_many(ns: Namespace, tasks: Iterable[Sequence[Any]], chunk: int = ENQUEUE_CHUNK, delay: float | None = None,
@@ -114,7 +116,7 @@ def enqueue_many(ns: Namespace, tasks: Iterable[Sequence[Any]], chunk: int = ENQ
             for shard, (indices, flat) in by_shard.items():
                 order.append(indices)
                 yield ns.call("enqueue", len(indices), *when, *flat, shard=shard)
-            start, size = end, min(2 * size, step)
+            start, size = end, min(size + size // 2, step)
 
     if not ns.checked:
         yield from ns.check()
