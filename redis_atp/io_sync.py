@@ -59,6 +59,18 @@ T = TypeVar("T")
 #: Seconds a held connection may sit unused before a call checks it is still open.
 IDLE_CHECK = 1.0
 
+#: This process's id, which every call compares with its lease's: kept by a fork hook,
+#: since os.getpid() is a system call (the hook is how ``random`` reseeds after a fork).
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
 
 class _Lease:
     """A pooled connection held by one thread, returned to the pool when the thread ends.
@@ -73,7 +85,7 @@ class _Lease:
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         self.conn: Any = pool.get_connection()
-        self.pid = os.getpid()
+        self.pid = _pid
         self.used = time.monotonic()
 
     def stale(self) -> bool:
@@ -90,7 +102,7 @@ class _Lease:
     def drop(self) -> None:
         """Give the connection back to the pool, disconnected (at most once)."""
         conn, self.conn = self.conn, None
-        if conn is not None and self.pid == os.getpid():
+        if conn is not None and self.pid == _pid:
             try:
                 conn.disconnect()
                 self.pool.release(conn)
@@ -100,7 +112,7 @@ class _Lease:
     def __del__(self) -> None:
         conn, self.conn = getattr(self, "conn", None), None  # None: __init__ failed to connect
         # at interpreter exit a daemon thread may have been frozen holding the pool's lock
-        if conn is not None and self.pid == os.getpid() and not sys.is_finalizing():
+        if conn is not None and self.pid == _pid and not sys.is_finalizing():
             try:
                 self.pool.release(conn)
             except Exception:  # interpreter shutdown or a closed pool: nothing to give back
@@ -253,10 +265,10 @@ class SyncIO:
     # ------------------------------------------------------------------ held connections
     def _lease(self) -> _Lease:
         lease = getattr(self._local, "lease", None)
-        if lease is not None and lease.pid == os.getpid() and lease.stale():
+        if lease is None or lease.pid != _pid:  # none yet, or the parent's before a fork
+            lease = self._local.lease = _Lease(self._pool)
+        elif lease.stale():
             self._broken(lease)
-            lease = None
-        if lease is None or lease.pid != os.getpid():
             lease = self._local.lease = _Lease(self._pool)
         return lease
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 from collections import Counter
 from typing import Any
@@ -120,3 +121,24 @@ def test_zombie_sweepers_reenqueue_each_task_exactly_once(real_tracker: Tracker,
     assert t.describe_task(ids[0])["restarts"] == 1
     assert t.get_task_status(ids[-1]) == (Status.ACCEPTED, "ACCEPTED")
     assert t.client.scard(t.keys.owned(t.keys.owner_digest(b"doomed"))) == 0
+
+
+def test_a_forked_child_holds_its_own_connection(real_tracker: Tracker) -> None:
+    """A call holds its thread's connection; a child forked after one must not share the
+    parent's socket (the two would read each other's replies)."""
+    t = real_tracker
+    t.register_task_type("t", HANDLER)
+    first = t.enqueue_task("t", "parent", 1)
+    parent_lease = t.io._lease()
+    pid = os.fork()
+    if pid == 0:  # the child: exit code 0 when its calls went on a connection of its own
+        code = 1
+        try:
+            code = 0 if t.io._lease() is not parent_lease and t.enqueue_task("t", "child", 2) == first + 1 else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert t.io._lease() is parent_lease
+    assert t.enqueue_task("t", "parent again", 3) == first + 2
+    assert t.get_queue_size() == 3

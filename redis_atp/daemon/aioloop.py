@@ -74,6 +74,8 @@ class AsyncHandlers:
     def wait_for_room(self, stop: threading.Event) -> None:
         """Return once the loop has room for one more run (at once if it has none yet),
         or ``stop`` is set."""
+        if self._count < self.capacity:  # the common case, without the lock (submit checks again)
+            return
         with self._lock:
             while self._count >= self.capacity and not stop.is_set():
                 self._lock.wait(0.2)

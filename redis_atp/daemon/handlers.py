@@ -38,6 +38,7 @@ class Handlers:
     def __init__(self, allow: tuple[str, ...] = ()) -> None:
         self.allow = allow
         self._cache: dict[str, Callable[..., Any]] = {}
+        self._async: dict[str, bool] = {}
 
     def allowed(self, path: str) -> bool:
         return not self.allow or any(path == p or path.startswith(p + ".") for p in self.allow)
@@ -52,8 +53,12 @@ class Handlers:
             fn = resolve(path)
             if not callable(fn):
                 raise TypeError(f"{path!r} is not callable")
-            self._cache[path] = fn
+            self._cache[path], self._async[path] = fn, is_async(fn)
         return fn
+
+    def is_async(self, path: str) -> bool:
+        """Whether the handler at ``path`` (imported by :meth:`get`) is ``async def``."""
+        return self._async[path]
 
 
 def is_async(handler: Callable[..., Any]) -> bool:

@@ -30,7 +30,7 @@ from . import metrics
 from .aioloop import AsyncHandlers
 from .config import WorkerConfig, worker_client_options
 from .fleet import Fleet, slot_ids
-from .handlers import HandlerRefused, Handlers, is_async
+from .handlers import HandlerRefused, Handlers
 from .protocol import Claims
 from .retry import Backoff, RetryingIO, log_redis_error
 from .runs import MAX_ERROR_CHARS, Ended, as_response
@@ -299,7 +299,7 @@ class WorkerProcess:
         if isinstance(prepared, Ended):
             return prepared
         handler, data = prepared
-        if is_async(handler):
+        if self.handlers.is_async(task.handler):
             self.aio.submit(owner, task, handler, data, started, self.stopping)
             return None
         self.running[owner] = task
