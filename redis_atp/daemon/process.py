@@ -305,7 +305,7 @@ class WorkerProcess:
         self.running[owner] = task
         try:
             result = handler(TaskStatus(task.task_id, tracker=self.handler_tracker, token=task.token), data)
-            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            if result is not None and (asyncio.iscoroutine(result) or isinstance(result, asyncio.Future)):
                 result = asyncio.run(_await(result))
             if result is not None:
                 self.handler_tracker.io.run(task_ops.set_task_response(
