@@ -69,7 +69,7 @@ def w1_enqueue(server: RedisServer, n: int) -> dict[str, Any]:
 
 
 def w1b_enqueue_many(server: RedisServer, n: int) -> dict[str, Any]:
-    """W1b: ``enqueue_many`` in calls of 1000 tasks (one script call each)."""
+    """W1b: ``enqueue_many`` in calls of 1000 tasks (each streamed as script calls of up to 200)."""
     tracker = make_tracker(server.client())
     enqueue_bulk(tracker, tasks("warm", WARMUP))
     items = tasks("", n)

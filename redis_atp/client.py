@@ -162,8 +162,9 @@ class Tracker(TrackerBase):
 
     def enqueue_many(self, tasks: Iterable[Sequence[Any]], *, chunk: int = 200, delay: float | None = None,
                      eta: datetime | float | None = None, priority: int = 0) -> list[int | RedisATPError]:
-        """Enqueue many tasks, ``chunk`` per script call (script ``enqueue``, streamed; at
-        most 500, so no call holds Redis for long);
+        """Enqueue many tasks, up to ``chunk`` per script call (script ``enqueue``,
+        streamed; at most 500, so no call holds Redis for long; the first calls are
+        smaller, so Redis starts while the client encodes the rest);
         ``delay``, ``eta`` and ``priority`` (see :meth:`enqueue_task`) apply to the whole batch.
 
         ``tasks`` holds ``(type, identifier, input)`` or ``(type, identifier, input,

@@ -30,8 +30,8 @@ def handler(task_status: TaskStatus, payload: Payload) -> None:
 
 class RedisATPAdapter(Adapter):
     name = "redis_atp"
-    bulk_api = ("Tracker.enqueue_many([(type, identifier, payload), ...]) (one enqueue script call per 200 "
-                "tasks, the default chunk, streamed on one connection)")
+    bulk_api = ("Tracker.enqueue_many([(type, identifier, payload), ...]) (enqueue script calls of up to 200 "
+                "tasks, the default chunk, streamed on one connection: 32 first, each next half as large again)")
 
     def setup(self) -> None:
         self.tracker = Tracker(redis.Redis.from_url(self.url), namespace=NAMESPACE, max_queue_size=0)
