@@ -37,7 +37,7 @@ for i = 1, n do
     out[i] = E_QUEUE_FULL
   else
     local key = P_TASK .. digest
-    if redis.call('EXISTS', key) == 1 then  -- an integer reply: cheaper than the fields of a new task
+    if redis.call('EXISTS', key) == 1 then  -- an integer reply: cheaper than HMGET's for a new task
       local seen = redis.call('HMGET', key, 'type', 'ident')
       out[i] = (seen[1] == name and seen[2] == ident) and E_DUPLICATE or E_COLLISION
     else
@@ -46,7 +46,7 @@ for i = 1, n do
       local sid = istr(id)
       redis.call('HSET', key, 'id', sid, 'type', name, 'ident', ident, 'status', TEXT[S_ACCEPTED],
                  'input', arg(base + 4), 'log:1', msg == '' and record or log_record(now, S_ACCEPTED, msg))
-      local bn = math.floor(id / (IDS_PER_BUCKET * SHARDS))  -- its key (bucket_key) named once per call
+      local bn = bucket_of(id)  -- a bucket's key is named once per call
       if not buckets[bn] then buckets[bn], bucket_order[#bucket_order + 1] = {}, bn end
       local entries = buckets[bn]
       entries[#entries + 1], entries[#entries + 2] = sid, digest
@@ -70,7 +70,7 @@ end
 if created > 0 then
   if not single then redis.call('SET', K_SEQ, istr(seq)) end
   for _, bn in ipairs(bucket_order) do
-    local entries, b = buckets[bn], P_IDS .. istr(bn)
+    local entries, b = buckets[bn], bucket_named(bn)
     redis.call('HSET', b, unpack(entries))
     local members = #entries / 2
     if redis.call('HINCRBY', b, 'pins', istr(members)) == members then redis.call('PERSIST', b) end

@@ -83,7 +83,7 @@ FIRST_CHUNK = 32
 
 def enqueue_many(ns: Namespace, tasks: Iterable[Sequence[Any]], chunk: int = ENQUEUE_CHUNK, delay: float | None = None,
                  eta: datetime | float | None = None, priority: int = 0) -> Op[list[int | RedisATPError]]:
-    """Enqueue ``chunk`` tasks per script call, streamed: each call is sent as soon as
+    """Enqueue up to ``chunk`` tasks per script call, streamed: each call is sent as soon as
     its tasks are checked and encoded, so Redis stores one chunk while the next is
     encoded (the first calls are smaller, so Redis does not wait for a whole chunk).
     A task that cannot be encoded gets its error as its result and is not sent; a
