@@ -77,7 +77,6 @@ class AsyncIO:
         await conn.disconnect(nowait=True)
         await self._pool.release(conn)
 
-
     async def run(self, op: Op[T]) -> T:
         """Run ``op`` to its result, one request at a time; a connection error is thrown
         into it (see :class:`~redis_atp.protocol.requests.Reconnect`)."""

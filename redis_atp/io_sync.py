@@ -54,6 +54,7 @@ def pack_commands(conn: Any, commands: Iterable[tuple[Any, ...]]) -> list[Any]:
         return [_hiredis_pack(c) for c in commands]
     return [p for c in commands for p in conn.pack_command(*c)]
 
+
 T = TypeVar("T")
 
 #: Seconds a held connection may sit unused before a call checks it is still open.

@@ -13,6 +13,7 @@ local function changed_at(t)
   local s, ms = string.match(rec, '^(%d+)%.(%d+) ')
   return s and tonumber(s) * 1000 + tonumber(ms) or 0
 end
+
 local function newer(a, b) return a.time > b.time or (a.time == b.time and a.id > b.id) end
 
 -- Up to about n entries of zset `key` strictly older than (T, I) (T nil: from the newest),
